@@ -1,0 +1,28 @@
+//! The domain of Vigil: patients, devices and who wears what when, the readings devices make and the
+//! observations they become, and the clinical vocabulary (LOINC, UCUM, IEEE 11073 MDC) they are
+//! coded in.
+//!
+//! Pure by design: no async, no I/O, no protocols, no database. Every other crate depends on this
+//! one and this one on nothing of ours.
+
+pub mod catalogue;
+pub mod device;
+pub mod ids;
+pub mod observation;
+pub mod patient;
+pub mod units;
+pub mod waveform;
+
+pub use catalogue::{Category, Measurand, ObservationCode};
+pub use device::{Binding, Device, DeviceKind};
+pub use ids::{DeviceId, IdError, PatientId};
+pub use observation::{
+    Measurement, Observation, ObservationComponent, ObservationId, ObservationStatus, ObservationValue,
+    QualityFlags, Quantity, Reading, assemble_readings,
+};
+pub use patient::{Gender, Patient};
+pub use waveform::{StoredWaveform, WaveformCode, WaveformSegment};
+pub use units::UnitError;
+
+/// Timestamps are UTC instants throughout the model; local time is a presentation concern.
+pub type Instant = chrono::DateTime<chrono::Utc>;
