@@ -1,1 +1,10 @@
+//! Bytes to model: decoders for what devices and integrations send. Pure and synchronous; every
+//! decoder has its bad cases tested and a fuzz target (`fuzz/`).
 
+pub mod device_json;
+mod json;
+
+pub use device_json::{
+    DecodeLimits, DecodedMessage, PayloadError, RejectReason, RejectedItem, TimestampError,
+    WaveformProblem, decode_device_message,
+};

@@ -146,7 +146,7 @@ impl Measurand {
             Measurand::Glucose => "Glucose [Mass/volume] in Blood",
             Measurand::Weight => "Body weight",
             Measurand::Height => "Body height",
-            Measurand::Steps => "Number of steps",
+            Measurand::Steps => "Number of steps in unspecified time Pedometer",
         }
     }
 
@@ -237,21 +237,24 @@ impl Measurand {
     /// Resolves what a device or an integration sent as `code`: a short name, a LOINC code, an MDC
     /// reference id (`MDC_…`) or a numeric MDC code.
     pub fn from_code(code: &str) -> Option<Measurand> {
-        Measurand::ALL.into_iter().find(|m| {
-            m.short_name() == code
-                || m.loinc() == code
-                || m.extra_loinc().contains(&code)
-                || m.accepted_loinc().contains(&code)
-                || m.mdc().is_some_and(|mdc| mdc.refid == code || mdc.code.to_string() == code)
-        })
-        .or_else(|| match code {
-            // Vendors also send the generic temperature and the other pulse-rate terms.
-            "150344" | "MDC_TEMP" => Some(Measurand::Temperature),
-            "149530" | "MDC_PULS_OXIM_PULS_RATE" | "149546" | "MDC_PULS_RATE_NON_INV" => {
-                Some(Measurand::HeartRate)
-            }
-            _ => None,
-        })
+        Measurand::ALL
+            .into_iter()
+            .find(|m| {
+                m.short_name() == code
+                    || m.loinc() == code
+                    || m.extra_loinc().contains(&code)
+                    || m.accepted_loinc().contains(&code)
+                    || m.mdc()
+                        .is_some_and(|mdc| mdc.refid == code || mdc.code.to_string() == code)
+            })
+            .or(match code {
+                // Vendors also send the generic temperature and the other pulse-rate terms.
+                "150344" | "MDC_TEMP" => Some(Measurand::Temperature),
+                "149530" | "MDC_PULS_OXIM_PULS_RATE" | "149546" | "MDC_PULS_RATE_NON_INV" => {
+                    Some(Measurand::HeartRate)
+                }
+                _ => None,
+            })
     }
 }
 
@@ -347,7 +350,10 @@ mod tests {
                 assert_eq!(mdc.code >> 16, 2, "{m:?}");
             }
         }
-        assert_eq!(Measurand::HeartRate.mdc().unwrap().code, 2 * 65_536 + 16_770);
+        assert_eq!(
+            Measurand::HeartRate.mdc().unwrap().code,
+            2 * 65_536 + 16_770
+        );
     }
 
     #[test]
@@ -362,11 +368,17 @@ mod tests {
 
     #[test]
     fn blood_pressure_panel_resolves() {
-        assert_eq!(ObservationCode::from_code("85354-9"), Some(ObservationCode::BloodPressure));
+        assert_eq!(
+            ObservationCode::from_code("85354-9"),
+            Some(ObservationCode::BloodPressure)
+        );
         assert_eq!(
             ObservationCode::from_code("8480-6"),
             Some(ObservationCode::Single(Measurand::SystolicBp))
         );
-        assert!(ObservationCode::all().all(|c| !matches!(c, ObservationCode::Single(m) if m.is_bp_component())));
+        assert!(
+            ObservationCode::all()
+                .all(|c| !matches!(c, ObservationCode::Single(m) if m.is_bp_component()))
+        );
     }
 }

@@ -96,8 +96,18 @@ mod tests {
         let a = PatientId::new("a").unwrap();
         let b = PatientId::new("b").unwrap();
         let bindings = vec![
-            Binding { device: dev.clone(), patient: a.clone(), from: t(8), to: Some(t(10)) },
-            Binding { device: dev, patient: b.clone(), from: t(10), to: None },
+            Binding {
+                device: dev.clone(),
+                patient: a.clone(),
+                from: t(8),
+                to: Some(t(10)),
+            },
+            Binding {
+                device: dev,
+                patient: b.clone(),
+                from: t(10),
+                to: None,
+            },
         ];
         assert_eq!(patient_at(&bindings, t(7)), None);
         assert_eq!(patient_at(&bindings, t(8)), Some(&a));

@@ -26,7 +26,10 @@ fn check(raw: &str) -> Result<(), IdError> {
     if raw.len() > 64 {
         return Err(IdError::TooLong(raw.chars().count()));
     }
-    match raw.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.')) {
+    match raw
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
         Some(c) => Err(IdError::BadCharacter(c)),
         None => Ok(()),
     }

@@ -17,12 +17,12 @@ pub use catalogue::{Category, Measurand, ObservationCode};
 pub use device::{Binding, Device, DeviceKind};
 pub use ids::{DeviceId, IdError, PatientId};
 pub use observation::{
-    Measurement, Observation, ObservationComponent, ObservationId, ObservationStatus, ObservationValue,
-    QualityFlags, Quantity, Reading, assemble_readings,
+    Measurement, Observation, ObservationComponent, ObservationId, ObservationStatus,
+    ObservationValue, QualityFlags, Quantity, Reading, assemble_readings,
 };
 pub use patient::{Gender, Patient};
-pub use waveform::{StoredWaveform, WaveformCode, WaveformSegment};
 pub use units::UnitError;
+pub use waveform::{StoredWaveform, WaveformCode, WaveformSegment};
 
 /// Timestamps are UTC instants throughout the model; local time is a presentation concern.
 pub type Instant = chrono::DateTime<chrono::Utc>;

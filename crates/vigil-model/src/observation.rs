@@ -19,7 +19,10 @@ pub struct Quantity {
 
 impl Quantity {
     pub fn new(value: f64, unit: impl Into<String>) -> Self {
-        Quantity { value, unit: unit.into() }
+        Quantity {
+            value,
+            unit: unit.into(),
+        }
     }
 }
 
@@ -109,7 +112,10 @@ impl QualityFlags {
     }
     /// The flag's name as the payload contract and the API spell it.
     pub fn parse(name: &str) -> Option<QualityFlags> {
-        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(f, _)| *f)
     }
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         Self::NAMES
@@ -203,7 +209,10 @@ pub fn assemble_readings(measurements: Vec<Measurement>) -> Vec<Reading> {
                 && matches!(&r.value, ObservationValue::Components(c)
                     if c.iter().all(|c| c.measurand != m.measurand))
         });
-        let component = ObservationComponent { measurand: m.measurand, value: quantity };
+        let component = ObservationComponent {
+            measurand: m.measurand,
+            value: quantity,
+        };
         match panel {
             Some(panel) => {
                 panel.quality.insert(m.quality);
@@ -273,14 +282,27 @@ mod tests {
             m(Measurand::SystolicBp, 131.0, 5),
         ]);
         assert_eq!(readings.len(), 3);
-        assert_eq!(readings[0].code, ObservationCode::Single(Measurand::HeartRate));
-        assert_eq!(readings[1].code, ObservationCode::BloodPressure);
-        let ObservationValue::Components(parts) = &readings[1].value else { panic!() };
         assert_eq!(
-            parts.iter().map(|c| (c.measurand, c.value.value)).collect::<Vec<_>>(),
-            vec![(Measurand::SystolicBp, 128.0), (Measurand::DiastolicBp, 80.0)]
+            readings[0].code,
+            ObservationCode::Single(Measurand::HeartRate)
         );
-        let ObservationValue::Components(later) = &readings[2].value else { panic!() };
+        assert_eq!(readings[1].code, ObservationCode::BloodPressure);
+        let ObservationValue::Components(parts) = &readings[1].value else {
+            panic!()
+        };
+        assert_eq!(
+            parts
+                .iter()
+                .map(|c| (c.measurand, c.value.value))
+                .collect::<Vec<_>>(),
+            vec![
+                (Measurand::SystolicBp, 128.0),
+                (Measurand::DiastolicBp, 80.0)
+            ]
+        );
+        let ObservationValue::Components(later) = &readings[2].value else {
+            panic!()
+        };
         assert_eq!(later.len(), 1, "a later systolic is its own measurement");
     }
 

@@ -82,7 +82,11 @@ pub fn accepted_units(measurand: Measurand) -> &'static [&'static str] {
 
 /// Converts `value` in `unit` to the measurand's canonical unit. Returns the canonical value and
 /// whether a conversion took place (a synonym of the canonical unit is not a conversion).
-pub fn to_canonical(measurand: Measurand, value: f64, unit: &str) -> Result<(f64, bool), UnitError> {
+pub fn to_canonical(
+    measurand: Measurand,
+    value: f64,
+    unit: &str,
+) -> Result<(f64, bool), UnitError> {
     let Some(conversion) = conversion(measurand, unit) else {
         return Err(UnitError::Mismatch {
             unit: unit.to_owned(),
@@ -108,8 +112,14 @@ mod tests {
 
     #[test]
     fn fahrenheit_to_celsius_at_the_fixed_points() {
-        assert_eq!(to_canonical(Measurand::Temperature, 32.0, "[degF]").unwrap(), (0.0, true));
-        assert_eq!(to_canonical(Measurand::Temperature, 212.0, "[degF]").unwrap(), (100.0, true));
+        assert_eq!(
+            to_canonical(Measurand::Temperature, 32.0, "[degF]").unwrap(),
+            (0.0, true)
+        );
+        assert_eq!(
+            to_canonical(Measurand::Temperature, 212.0, "[degF]").unwrap(),
+            (100.0, true)
+        );
         let (c, _) = to_canonical(Measurand::Temperature, 98.6, "[degF]").unwrap();
         assert!(close(c, 37.0), "{c}");
         let (c, _) = to_canonical(Measurand::Temperature, 310.15, "K").unwrap();
@@ -130,7 +140,10 @@ mod tests {
     fn glucose_both_ways() {
         let (v, _) = to_canonical(Measurand::Glucose, 5.5, "mmol/L").unwrap();
         assert!(close(v, 99.0858), "{v}");
-        assert_eq!(to_canonical(Measurand::Glucose, 99.0, "mg/dL").unwrap(), (99.0, false));
+        assert_eq!(
+            to_canonical(Measurand::Glucose, 99.0, "mg/dL").unwrap(),
+            (99.0, false)
+        );
     }
 
     #[test]
@@ -143,7 +156,10 @@ mod tests {
 
     #[test]
     fn synonyms_are_not_conversions() {
-        assert_eq!(to_canonical(Measurand::HeartRate, 72.0, "{beats}/min").unwrap(), (72.0, false));
+        assert_eq!(
+            to_canonical(Measurand::HeartRate, 72.0, "{beats}/min").unwrap(),
+            (72.0, false)
+        );
     }
 
     #[test]
@@ -153,7 +169,10 @@ mod tests {
             err.to_string(),
             "unit \"mm[Hg]\" does not fit heart_rate; expected /min, {beats}/min, {beat}/min, 1/min"
         );
-        assert!(to_canonical(Measurand::Temperature, 37.0, "cel").is_err(), "UCUM is case-sensitive");
+        assert!(
+            to_canonical(Measurand::Temperature, 37.0, "cel").is_err(),
+            "UCUM is case-sensitive"
+        );
         assert!(to_canonical(Measurand::Spo2, 0.97, "").is_err());
     }
 

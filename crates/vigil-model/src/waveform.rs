@@ -40,9 +40,9 @@ impl WaveformCode {
     }
     pub fn mdc(self) -> (u32, &'static str) {
         match self {
-            WaveformCode::EcgLeadI => (131073, "MDC_ECG_ELEC_POTL_I"),
-            WaveformCode::EcgLeadIi => (131074, "MDC_ECG_ELEC_POTL_II"),
-            WaveformCode::EcgLeadIii => (131137, "MDC_ECG_ELEC_POTL_III"),
+            WaveformCode::EcgLeadI => (131329, "MDC_ECG_ELEC_POTL_I"),
+            WaveformCode::EcgLeadIi => (131330, "MDC_ECG_ELEC_POTL_II"),
+            WaveformCode::EcgLeadIii => (131389, "MDC_ECG_ELEC_POTL_III"),
             WaveformCode::Pleth => (150452, "MDC_PULS_OXIM_PLETH"),
             WaveformCode::Respiration => (151780, "MDC_IMPED_TTHOR"),
         }

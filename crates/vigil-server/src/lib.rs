@@ -1,1 +1,201 @@
+//! The running Vigil: sources (MQTT, HTTP) → pipeline (decode, validate, attribute, group commit)
+//! → store, and the API (FHIR, device ingest, health, metrics) over it. This crate wires the
+//! domain, codec, storage and FHIR crates together and holds little logic of its own.
 
+pub mod api;
+pub mod auth;
+pub mod pipeline;
+pub mod sources;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vigil_store::Store;
+
+use crate::pipeline::{Ingest, IngestWriter, PipelineConfig};
+use crate::sources::mqtt::{self, BrokerContext, MqttConfig, Sessions};
+
+/// Resolved, validated settings for one server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    /// The embedded MQTT broker's address; `None` runs without it.
+    pub mqtt: Option<SocketAddr>,
+    /// Base URL clients use to reach the HTTP API; defaults to `http://{http}`.
+    pub public_url: Option<String>,
+    pub pipeline: PipelineConfig,
+    pub mqtt_config: MqttConfig,
+    pub limits: vigil_codecs::DecodeLimits,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf, http: SocketAddr, mqtt: Option<SocketAddr>) -> Self {
+        ServerConfig {
+            data_dir,
+            http,
+            mqtt,
+            public_url: None,
+            pipeline: PipelineConfig::default(),
+            mqtt_config: MqttConfig::default(),
+            limits: vigil_codecs::DecodeLimits::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("cannot start the ingest writer: {0}")]
+    Writer(std::io::Error),
+}
+
+/// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: Option<SocketAddr>,
+    pub broker: Arc<BrokerContext>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    writer: Option<IngestWriter>,
+    grace: Duration,
+}
+
+impl RunningServer {
+    /// A token that, once cancelled, stops the server (e.g. on Ctrl-C).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the shutdown token is cancelled, then stops gracefully.
+    pub async fn run_until_stopped(self) {
+        self.shutdown.cancelled().await;
+        self.shutdown().await;
+    }
+
+    /// Stops accepting, lets in-flight requests and publishes finish (within the grace period),
+    /// then waits for the writer to commit everything already queued.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; abandoning unfinished connections");
+        }
+        drop(self.broker);
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Binds the listeners and starts every task. Returns once Vigil is accepting connections.
+pub async fn start(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+) -> Result<RunningServer, ServerError> {
+    let metrics = telemetry::install();
+    let tokens = auth::TokenKeys::load_or_create(&config.data_dir)?;
+    let (ingest, writer) =
+        Ingest::start(store.clone(), config.pipeline.clone()).map_err(ServerError::Writer)?;
+
+    let http_listener =
+        TcpListener::bind(config.http)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "HTTP",
+                addr: config.http,
+                source,
+            })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            what: "HTTP",
+            addr: config.http,
+            source,
+        })?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let broker = Arc::new(BrokerContext {
+        store: store.clone(),
+        ingest: ingest.clone(),
+        limits: config.limits.clone(),
+        config: config.mqtt_config.clone(),
+        sessions: Sessions::default(),
+    });
+    let mut mqtt_addr = None;
+    if let Some(addr) = config.mqtt {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "MQTT",
+                addr,
+                source,
+            })?;
+        mqtt_addr = Some(listener.local_addr().map_err(|source| ServerError::Bind {
+            what: "MQTT",
+            addr,
+            source,
+        })?);
+        tracker.spawn(mqtt::serve(
+            listener,
+            broker.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+
+    let state = Arc::new(api::AppState {
+        store,
+        ingest,
+        limits: config.limits.clone(),
+        tokens,
+        metrics,
+        fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),
+    });
+    let router = api::app(state);
+    let http_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(http_listener, router)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, "vigil is listening");
+    Ok(RunningServer {
+        http_addr,
+        mqtt_addr,
+        broker,
+        shutdown,
+        tracker,
+        writer: Some(writer),
+        grace: config.shutdown_grace,
+    })
+}

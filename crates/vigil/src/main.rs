@@ -1,1 +1,83 @@
-fn main() {}
+//! `vigil`: the one binary. Parses the command line and configuration, then hands over to the
+//! library crates. `anyhow` lives only here.
+
+mod admin;
+mod bench;
+mod config;
+mod demo;
+mod sim;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Vigil — an Internet-of-Medical-Things hub: takes readings from medical devices over MQTT and
+/// HTTP, validates and normalises them (LOINC, UCUM, IEEE 11073), stores them durably and serves
+/// them as FHIR R4.
+#[derive(Parser)]
+#[command(name = "vigil", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub: HTTP API (FHIR, device ingest, health, metrics) and the embedded MQTT broker.
+    Serve(config::ServeArgs),
+    /// Try Vigil in one command: a simulated ward of 20 patients streaming vital signs into an
+    /// embedded hub, with URLs and a clinician token printed.
+    Demo(demo::DemoArgs),
+    /// Manage patients in a data directory (works while the server runs).
+    #[command(subcommand)]
+    Patient(admin::PatientCommand),
+    /// Register devices and bind them to patients (works while the server runs).
+    #[command(subcommand)]
+    Device(admin::DeviceCommand),
+    /// Issue API bearer tokens for people and systems.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// Simulate a ward of devices against any MQTT broker, or generate load.
+    Sim(sim::SimArgs),
+    /// Measure Vigil against a plain Mosquitto broker under the same QoS 1 load.
+    Bench(bench::BenchArgs),
+}
+
+/// The data directory, shared by every command that touches storage.
+#[derive(Args, Clone, Debug)]
+pub struct DataDir {
+    /// Directory holding Vigil's database and keys.
+    #[arg(long, env = "VIGIL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("VIGIL_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(config::serve(args)),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Patient(cmd) => admin::patient(cmd),
+        Command::Device(cmd) => admin::device(cmd),
+        Command::Token(cmd) => admin::token(cmd),
+        Command::Sim(args) => runtime.block_on(sim::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+    }
+}

@@ -1,0 +1,123 @@
+//! `POST /api/v1/devices/{device_id}/obs`: the HTTP twin of the MQTT readings topic. Devices
+//! authenticate with HTTP Basic (username = device id, password = device secret); user tokens are
+//! refused here, and device secrets are refused everywhere else.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::json;
+use vigil_model::DeviceId;
+
+use super::AppState;
+use super::problem::Problem;
+use crate::auth;
+use crate::pipeline::{self, IngestError, MessageError};
+use crate::telemetry;
+
+const CHALLENGE: &str = "Basic realm=\"vigil-devices\", charset=\"UTF-8\"";
+
+fn unauthorized(reason: &'static str, detail: &str) -> Response {
+    telemetry::http_auth_refused(reason);
+    let mut p = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+    p.www_authenticate = Some(CHALLENGE);
+    p.into_response()
+}
+
+/// The device id and secret from a Basic `Authorization` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+pub async fn post_readings(
+    State(state): State<Arc<AppState>>,
+    Path(device_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((user, secret)) = basic_credentials(&headers) else {
+        return unauthorized(
+            "no_credentials",
+            "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
+        );
+    };
+    let Ok(device) = DeviceId::new(device_id) else {
+        return Problem::new(StatusCode::NOT_FOUND, "unknown-device", "No such device.")
+            .into_response();
+    };
+    if user != device.as_str() {
+        telemetry::http_auth_refused("foreign_device");
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "A device may post readings only to its own URL.",
+        )
+        .into_response();
+    }
+    let store = state.store.clone();
+    let lookup = device.clone();
+    let stored = match tokio::task::spawn_blocking(move || store.device_secret(&lookup)).await {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(_)) | Err(_) => {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The store is unavailable; retry later.",
+            )
+            .into_response();
+        }
+    };
+    match stored {
+        Some(hash) if auth::device_secret_matches(&hash, &secret) => {}
+        Some(_) => return unauthorized("bad_secret", "Wrong device id or secret."),
+        None => return unauthorized("unknown_device", "Wrong device id or secret."),
+    }
+
+    match pipeline::ingest_device_message(&state.ingest, &state.limits, "http", &device, &body)
+        .await
+    {
+        Ok(report) if report.accepted == 0 && report.duplicates == 0 => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "readings-rejected",
+            format!(
+                "None of the {} item(s) in the message could be accepted.",
+                report.rejected.len()
+            ),
+        )
+        .with(json!({ "accepted": 0, "duplicates": 0, "rejected": report.rejected }))
+        .into_response(),
+        Ok(report) => (StatusCode::ACCEPTED, axum::Json(report)).into_response(),
+        Err(MessageError::Payload(err)) => {
+            let status = match err {
+                vigil_codecs::PayloadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Problem::new(status, err.kind(), err.to_string()).into_response()
+        }
+        Err(MessageError::Ingest(IngestError::Store(_))) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-stored",
+            "The readings could not be stored and were not accepted; send them again.",
+        )
+        .into_response(),
+        Err(MessageError::Ingest(IngestError::Stopped)) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "Vigil is shutting down; the readings were not accepted; send them again.",
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,619 @@
+//! The FHIR R4 API under `/fhir`. Each handler parses (vigil-fhir), asks the store once, and
+//! renders (vigil-fhir); every error becomes an OperationOutcome with the status FHIR prescribes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use vigil_fhir::search::{DeviceIdentifier, PatientIdentifier};
+use vigil_fhir::{FhirError, IssueType, Severity};
+use vigil_model::{DeviceId, ObservationId, Patient, PatientId};
+use vigil_store::{
+    Cursor, DeviceQuery, ObservationQuery, PatientQuery, Store, StoreError, TimeBound,
+};
+
+use super::AppState;
+use super::access::{Caller, Unauthenticated};
+
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir/Patient", get(search_patients).post(create_patient))
+        .route("/fhir/Patient/{id}", get(read_patient).put(update_patient))
+        .route("/fhir/Device", get(search_devices))
+        .route("/fhir/Device/{id}", get(read_device))
+        .route("/fhir/Observation", get(search_observations))
+        .route("/fhir/Observation/{id}", get(read_observation))
+}
+
+/// A FHIR response body.
+struct Fhir {
+    status: StatusCode,
+    body: Value,
+    pretty: bool,
+    location: Option<String>,
+}
+
+impl Fhir {
+    fn ok(body: Value) -> Fhir {
+        Fhir {
+            status: StatusCode::OK,
+            body,
+            pretty: false,
+            location: None,
+        }
+    }
+}
+
+impl IntoResponse for Fhir {
+    fn into_response(self) -> Response {
+        let bytes = if self.pretty {
+            serde_json::to_vec_pretty(&self.body)
+        } else {
+            serde_json::to_vec(&self.body)
+        }
+        .unwrap_or_default();
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, FHIR_JSON)], bytes).into_response();
+        if let Some(location) = self.location
+            && let Ok(value) = HeaderValue::from_str(&location)
+        {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
+}
+
+/// Everything that can go wrong in a FHIR request, each mapped explicitly below.
+enum ApiError {
+    Fhir(FhirError),
+    Store(StoreError),
+    NotFound(String),
+    Forbidden(&'static str),
+    Unauthenticated(Unauthenticated),
+    Internal,
+}
+
+impl From<FhirError> for ApiError {
+    fn from(e: FhirError) -> Self {
+        ApiError::Fhir(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+fn fhir_status(e: &FhirError) -> StatusCode {
+    match e {
+        FhirError::NotJson { .. }
+        | FhirError::NotAnObject { .. }
+        | FhirError::WrongResourceType { .. }
+        | FhirError::Structure { .. }
+        | FhirError::MissingElement { .. }
+        | FhirError::InvalidElement { .. }
+        | FhirError::IdMismatch { .. } => StatusCode::BAD_REQUEST,
+        FhirError::UnsupportedElement { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        FhirError::UnknownParameter { .. }
+        | FhirError::UnsupportedParameter { .. }
+        | FhirError::UnsupportedModifier { .. }
+        | FhirError::UnsupportedPrefix { .. }
+        | FhirError::RepeatedParameter { .. }
+        | FhirError::InvalidParameter { .. }
+        | FhirError::UnknownSystem { .. }
+        | FhirError::UnknownCode { .. } => StatusCode::BAD_REQUEST,
+        FhirError::UnsupportedFormat { .. } => StatusCode::NOT_ACCEPTABLE,
+    }
+}
+
+fn outcome(status: StatusCode, code: IssueType, diagnostics: &str) -> Response {
+    Fhir {
+        status,
+        body: vigil_fhir::operation_outcome(Severity::Error, code, diagnostics),
+        pretty: false,
+        location: None,
+    }
+    .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Fhir(e) => Fhir {
+                status: fhir_status(&e),
+                body: e.to_operation_outcome(),
+                pretty: false,
+                location: None,
+            }
+            .into_response(),
+            ApiError::Store(StoreError::AlreadyExists { what, id }) => outcome(
+                StatusCode::CONFLICT,
+                IssueType::Duplicate,
+                &format!("{what} {id} already exists"),
+            ),
+            ApiError::Store(StoreError::NotFound { what, id }) => outcome(
+                StatusCode::NOT_FOUND,
+                IssueType::NotFound,
+                &format!("{what} {id} not found"),
+            ),
+            ApiError::Store(StoreError::Conflict(detail)) => {
+                outcome(StatusCode::CONFLICT, IssueType::Conflict, &detail)
+            }
+            ApiError::Store(StoreError::Corrupt(_)) => {
+                tracing::error!("store reports inconsistent data while serving FHIR");
+                outcome(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueType::Exception,
+                    "stored data could not be read",
+                )
+            }
+            ApiError::Store(StoreError::Backend(_)) => outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueType::Transient,
+                "the store is unavailable; retry later",
+            ),
+            ApiError::NotFound(what) => outcome(StatusCode::NOT_FOUND, IssueType::NotFound, &what),
+            ApiError::Forbidden(why) => outcome(StatusCode::FORBIDDEN, IssueType::Forbidden, why),
+            ApiError::Unauthenticated(u) => u.into_response(),
+            ApiError::Internal => outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::Exception,
+                "internal error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for Unauthenticated {
+    fn into_response(self) -> Response {
+        let (detail, challenge) = match self {
+            Unauthenticated::Missing => ("a bearer token is required", "Bearer realm=\"vigil\""),
+            Unauthenticated::Invalid => (
+                "the bearer token is not valid (expired, or signed by someone else)",
+                "Bearer realm=\"vigil\", error=\"invalid_token\"",
+            ),
+        };
+        let mut response = outcome(StatusCode::UNAUTHORIZED, IssueType::Login, detail);
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        response
+    }
+}
+
+/// Runs a blocking store call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(ApiError::Store)
+}
+
+fn params(query: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn encode(params: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+async fn metadata(State(state): State<Arc<AppState>>) -> Fhir {
+    Fhir::ok(vigil_fhir::capability_statement(
+        &state.fhir_base,
+        env!("CARGO_PKG_VERSION"),
+    ))
+}
+
+// ---- Patient ----
+
+async fn read_patient(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let Ok(id) = PatientId::new(id.clone()) else {
+        return Err(ApiError::NotFound(format!("Patient/{id} not found")));
+    };
+    if !caller.may_read_patient(id.as_str()) {
+        return Err(ApiError::Forbidden(
+            "a patient may read only their own record",
+        ));
+    }
+    let lookup = id.clone();
+    match blocking(&state, move |s| s.patient(&lookup)).await? {
+        Some(p) => Ok(Fhir::ok(vigil_fhir::patient_to_fhir(&p))),
+        None => Err(ApiError::NotFound(format!("Patient/{id} not found"))),
+    }
+}
+
+async fn search_patients(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    RawQuery(query): RawQuery,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let raw = params(query);
+    let search = vigil_fhir::parse_patient_search(&raw)?;
+    let (count, offset) = (search.count, search.offset);
+    let name = search.name.clone();
+    let identifier = search.identifier.clone();
+    let mut found: Vec<Patient> = blocking(&state, move |s| match identifier {
+        Some(PatientIdentifier::Id(id)) => Ok(s.patient(&id)?.into_iter().collect()),
+        Some(PatientIdentifier::Mrn(mrn)) => Ok(s.patient_by_mrn(&mrn)?.into_iter().collect()),
+        Some(PatientIdentifier::Any(value)) => s.search_patients(&PatientQuery {
+            identifier: Some(value),
+            name,
+            limit: count + 1,
+            offset,
+        }),
+        None => s.search_patients(&PatientQuery {
+            identifier: None,
+            name,
+            limit: count + 1,
+            offset,
+        }),
+    })
+    .await?;
+    if let Some(n) = &search.name
+        && matches!(
+            search.identifier,
+            Some(PatientIdentifier::Id(_) | PatientIdentifier::Mrn(_))
+        )
+    {
+        let n = n.to_lowercase();
+        found.retain(|p| {
+            p.name.to_lowercase().contains(&n)
+                || p.family
+                    .as_deref()
+                    .is_some_and(|f| f.to_lowercase().contains(&n))
+                || p.given.iter().any(|g| g.to_lowercase().contains(&n))
+        });
+    }
+    if let Some(own) = caller.restricted_to() {
+        found.retain(|p| p.id.as_str() == own);
+    }
+    let more = found.len() > count;
+    found.truncate(count);
+    let self_link = format!("{}/Patient?{}", state.fhir_base, encode(&raw));
+    let next = more.then(|| {
+        let mut next: Vec<(String, String)> = raw
+            .iter()
+            .filter(|(k, _)| k != "_offset")
+            .cloned()
+            .collect();
+        next.push(("_offset".into(), (offset + count).to_string()));
+        format!("{}/Patient?{}", state.fhir_base, encode(&next))
+    });
+    let entries = found
+        .iter()
+        .map(|p| {
+            (
+                format!("{}/Patient/{}", state.fhir_base, p.id),
+                vigil_fhir::patient_to_fhir(p),
+            )
+        })
+        .collect();
+    Ok(Fhir {
+        pretty: search.pretty,
+        ..Fhir::ok(vigil_fhir::searchset_bundle(
+            &self_link,
+            next.as_deref(),
+            entries,
+        ))
+    })
+}
+
+fn new_patient_id() -> PatientId {
+    let mut bytes = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    PatientId::new(format!("pat-{}", hex::encode(bytes)))
+        .unwrap_or_else(|_| unreachable!("hex ids are valid"))
+}
+
+async fn create_patient(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    body: Bytes,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    if !caller.may_write_patients() {
+        return Err(ApiError::Forbidden("this role may not create patients"));
+    }
+    let patient = vigil_fhir::patient_from_fhir(&body, None)?.into_patient(new_patient_id);
+    let stored = patient.clone();
+    blocking(&state, move |s| s.create_patient(&stored)).await?;
+    let location = format!("{}/Patient/{}", state.fhir_base, patient.id);
+    Ok(Fhir {
+        status: StatusCode::CREATED,
+        location: Some(location),
+        ..Fhir::ok(vigil_fhir::patient_to_fhir(&patient))
+    })
+}
+
+async fn update_patient(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    if !caller.may_write_patients() {
+        return Err(ApiError::Forbidden("this role may not change patients"));
+    }
+    let id = PatientId::new(id.clone()).map_err(|e| {
+        ApiError::Fhir(FhirError::InvalidElement {
+            path: "Patient.id".into(),
+            value: id,
+            reason: e.to_string(),
+        })
+    })?;
+    let patient = vigil_fhir::patient_from_fhir(&body, Some(&id))?.into_patient(|| id.clone());
+    let stored = patient.clone();
+    // FHIR update-as-create: a PUT to an id that does not exist yet creates it.
+    let created = blocking(&state, move |s| match s.update_patient(&stored) {
+        Ok(()) => Ok(false),
+        Err(StoreError::NotFound { .. }) => s.create_patient(&stored).map(|()| true),
+        Err(e) => Err(e),
+    })
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = created.then(|| format!("{}/Patient/{}", state.fhir_base, patient.id));
+    Ok(Fhir {
+        status,
+        location,
+        ..Fhir::ok(vigil_fhir::patient_to_fhir(&patient))
+    })
+}
+
+// ---- Device ----
+
+async fn read_device(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let Ok(id) = DeviceId::new(id.clone()) else {
+        return Err(ApiError::NotFound(format!("Device/{id} not found")));
+    };
+    let lookup = id.clone();
+    let found = blocking(&state, move |s| {
+        let Some(device) = s.device(&lookup)? else {
+            return Ok(None);
+        };
+        let patient = s
+            .bindings(&lookup)?
+            .into_iter()
+            .find(|b| b.to.is_none())
+            .map(|b| b.patient);
+        Ok(Some((device, patient)))
+    })
+    .await?;
+    let Some((device, patient)) = found else {
+        return Err(ApiError::NotFound(format!("Device/{id} not found")));
+    };
+    if let Some(own) = caller.restricted_to()
+        && patient.as_ref().is_none_or(|p| p.as_str() != own)
+    {
+        return Err(ApiError::Forbidden(
+            "a patient may see only their own devices",
+        ));
+    }
+    Ok(Fhir::ok(vigil_fhir::device_to_fhir(
+        &device,
+        patient.as_ref(),
+    )))
+}
+
+async fn search_devices(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    RawQuery(query): RawQuery,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let raw = params(query);
+    let mut search = vigil_fhir::parse_device_search(&raw)?;
+    if let Some(own) = caller.restricted_to() {
+        match &search.patient {
+            Some(p) if p.as_str() != own => {
+                return Err(ApiError::Forbidden(
+                    "a patient may see only their own devices",
+                ));
+            }
+            Some(_) => {}
+            None => search.patient = PatientId::new(own).ok(),
+        }
+    }
+    let (count, offset) = (search.count, search.offset);
+    let patient = search.patient.clone();
+    let identifier = search.identifier.clone();
+    let found = blocking(&state, move |s| {
+        let identifier_text = identifier.as_ref().map(|i| match i {
+            DeviceIdentifier::Any(v) | DeviceIdentifier::Serial(v) => v.clone(),
+            DeviceIdentifier::Id(id) => id.to_string(),
+        });
+        let mut devices = s.search_devices(&DeviceQuery {
+            patient,
+            identifier: identifier_text,
+            limit: count + 1,
+            offset,
+        })?;
+        match &identifier {
+            Some(DeviceIdentifier::Id(id)) => devices.retain(|d| &d.id == id),
+            Some(DeviceIdentifier::Serial(serial)) => {
+                devices.retain(|d| d.serial.as_deref() == Some(serial.as_str()))
+            }
+            _ => {}
+        }
+        devices
+            .into_iter()
+            .map(|d| {
+                let bound = s
+                    .bindings(&d.id)?
+                    .into_iter()
+                    .find(|b| b.to.is_none())
+                    .map(|b| b.patient);
+                Ok((d, bound))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    })
+    .await?;
+    let more = found.len() > count;
+    let self_link = format!("{}/Device?{}", state.fhir_base, encode(&raw));
+    let next = more.then(|| {
+        let mut next: Vec<(String, String)> = raw
+            .iter()
+            .filter(|(k, _)| k != "_offset")
+            .cloned()
+            .collect();
+        next.push(("_offset".into(), (offset + count).to_string()));
+        format!("{}/Device?{}", state.fhir_base, encode(&next))
+    });
+    let entries = found
+        .iter()
+        .take(count)
+        .map(|(d, p)| {
+            (
+                format!("{}/Device/{}", state.fhir_base, d.id),
+                vigil_fhir::device_to_fhir(d, p.as_ref()),
+            )
+        })
+        .collect();
+    Ok(Fhir {
+        pretty: search.pretty,
+        ..Fhir::ok(vigil_fhir::searchset_bundle(
+            &self_link,
+            next.as_deref(),
+            entries,
+        ))
+    })
+}
+
+// ---- Observation ----
+
+async fn read_observation(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let Ok(number) = id.parse::<i64>() else {
+        return Err(ApiError::NotFound(format!("Observation/{id} not found")));
+    };
+    let Some(observation) = blocking(&state, move |s| s.observation(ObservationId(number))).await?
+    else {
+        return Err(ApiError::NotFound(format!("Observation/{id} not found")));
+    };
+    if !caller.may_read_patient(observation.patient.as_str()) {
+        return Err(ApiError::Forbidden(
+            "a patient may read only their own observations",
+        ));
+    }
+    Ok(Fhir::ok(vigil_fhir::observation_to_fhir(&observation)))
+}
+
+async fn search_observations(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    RawQuery(query): RawQuery,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let raw = params(query);
+    let mut search = vigil_fhir::parse_observation_search(&raw)?;
+    if let Some(own) = caller.restricted_to() {
+        match &search.patient {
+            Some(p) if p.as_str() != own => {
+                return Err(ApiError::Forbidden(
+                    "a patient may read only their own observations",
+                ));
+            }
+            Some(_) => {}
+            // Search results are filtered to what the caller may see, not refused.
+            None => search.patient = PatientId::new(own).ok(),
+        }
+    }
+    let count = search.count;
+    let found = if search.matches_nothing() {
+        Vec::new()
+    } else {
+        let query = ObservationQuery {
+            patient: search.patient.clone(),
+            device: search.device.clone(),
+            codes: search.codes.clone(),
+            from: search.from.map(|b| TimeBound {
+                at: b.at,
+                inclusive: b.inclusive,
+            }),
+            to: search.to.map(|b| TimeBound {
+                at: b.at,
+                inclusive: b.inclusive,
+            }),
+            newest_first: search.sort == vigil_fhir::search::DateSort::NewestFirst,
+            after: search.cursor.map(|c| Cursor {
+                effective: c.effective,
+                id: c.id,
+            }),
+            limit: count + 1,
+        };
+        blocking(&state, move |s| s.search_observations(&query)).await?
+    };
+    let more = found.len() > count;
+    let page = &found[..found.len().min(count)];
+    let canonical = search.to_params();
+    let self_link = format!("{}/Observation?{}", state.fhir_base, encode(&canonical));
+    let next = match (more, page.last()) {
+        (true, Some(last)) => {
+            let mut next: Vec<(String, String)> = canonical
+                .iter()
+                .filter(|(k, _)| k != "_cursor")
+                .cloned()
+                .collect();
+            next.push((
+                "_cursor".into(),
+                vigil_fhir::search::encode_cursor(last.effective, last.id),
+            ));
+            Some(format!("{}/Observation?{}", state.fhir_base, encode(&next)))
+        }
+        _ => None,
+    };
+    let entries = page
+        .iter()
+        .map(|o| {
+            (
+                format!("{}/Observation/{}", state.fhir_base, o.id),
+                vigil_fhir::observation_to_fhir(o),
+            )
+        })
+        .collect();
+    Ok(Fhir {
+        pretty: search.pretty,
+        ..Fhir::ok(vigil_fhir::searchset_bundle(
+            &self_link,
+            next.as_deref(),
+            entries,
+        ))
+    })
+}

@@ -1,0 +1,82 @@
+//! The HTTP API: device ingest (`/api/v1/devices/{id}/obs`), the FHIR R4 API (`/fhir`), and the
+//! operator's endpoints (`/healthz`, `/readyz`, `/metrics`). Handlers are thin: parse, call one
+//! store or pipeline function, map the result.
+
+mod access;
+mod devices;
+mod fhir;
+mod problem;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use vigil_store::Store;
+
+use crate::auth::TokenKeys;
+use crate::pipeline::Ingest;
+
+pub use access::Caller;
+
+/// What every handler may use.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ingest: Ingest,
+    pub limits: vigil_codecs::DecodeLimits,
+    pub tokens: TokenKeys,
+    pub metrics: PrometheusHandle,
+    /// Public base URL of the FHIR API (for `fullUrl` and paging links), e.g. `http://host:8080/fhir`.
+    pub fhir_base: String,
+}
+
+/// Builds the router; tests call it in-process, `serve` runs it on a listener.
+pub fn app(state: Arc<AppState>) -> Router {
+    let body_limit = state.limits.max_bytes;
+    Router::new()
+        .route(
+            "/api/v1/devices/{device_id}/obs",
+            post(devices::post_readings),
+        )
+        .merge(fhir::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        // One byte more than the decoder's limit, so the decoder reports the exact size problem.
+        .layer(DefaultBodyLimit::max(body_limit + 1))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the store answers; says why not otherwise (no patient data involved).
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.stats()).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store check failed\n").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    problem::Problem::new(StatusCode::NOT_FOUND, "not-found", "No such endpoint.").into_response()
+}

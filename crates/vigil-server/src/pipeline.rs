@@ -1,0 +1,277 @@
+//! The ingest pipeline between the sources and the store: decoded submissions go in through a
+//! bounded queue, one writer thread commits them in groups, and each source gets its outcome back
+//! as a value once the data is durable.
+//!
+//! Group commit: while one transaction is being made durable (fsync), new submissions queue up;
+//! the writer then takes everything waiting (up to [`PipelineConfig::max_batch_readings`]) into the
+//! next transaction. Under load this turns thousands of tiny commits into a few large ones without
+//! adding latency when the system is idle.
+//!
+//! When the queue is full, `submit` waits (backpressure): clinical data is never dropped. Sources
+//! see the wait as slower acknowledgements, and MQTT connections stop reading their sockets.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant as StdInstant;
+
+use tokio::sync::{mpsc, oneshot};
+use vigil_store::{Store, StoreError, Submission, SubmissionOutcome};
+
+use crate::telemetry;
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Submissions waiting for the writer; `submit` waits when this many are queued.
+    pub queue_capacity: usize,
+    /// Most readings and waveform segments in one transaction.
+    pub max_batch_readings: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_capacity: 16_384,
+            max_batch_readings: 4_096,
+        }
+    }
+}
+
+/// Why a submission was not stored. Nothing of it is stored in either case.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The store failed to commit; the source must not acknowledge, so the device retries.
+    #[error("the store could not commit: {0}")]
+    Store(#[from] StoreError),
+    /// The pipeline is shutting down.
+    #[error("the ingest pipeline is stopped")]
+    Stopped,
+}
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<SubmissionOutcome, IngestError>>,
+}
+
+/// The sources' handle on the pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Joins the writer thread once every [`Ingest`] handle is dropped and the queue is drained.
+pub struct IngestWriter {
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl IngestWriter {
+    /// Waits until everything submitted has been committed and answered.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Ingest {
+    pub fn start(
+        store: Arc<dyn Store>,
+        config: PipelineConfig,
+    ) -> std::io::Result<(Ingest, IngestWriter)> {
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let thread = thread::Builder::new()
+            .name("vigil-ingest-writer".into())
+            .spawn(move || writer_loop(store, rx, config.max_batch_readings.max(1)))?;
+        Ok((
+            Ingest { tx },
+            IngestWriter {
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Queues a submission and waits until it is durably committed (or failed).
+    pub async fn submit(&self, submission: Submission) -> Result<SubmissionOutcome, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { submission, reply })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        answer.await.map_err(|_| IngestError::Stopped)?
+    }
+
+    /// Submissions waiting for the writer (for readiness and metrics).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+fn items(s: &Submission) -> usize {
+    (s.readings.len() + s.waveforms.len()).max(1)
+}
+
+fn writer_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(1024);
+    let mut batch: Vec<Submission> = Vec::with_capacity(1024);
+    while let Some(first) = rx.blocking_recv() {
+        let mut size = items(&first.submission);
+        jobs.push(first);
+        while size < max_batch {
+            match rx.try_recv() {
+                Ok(job) => {
+                    size += items(&job.submission);
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        // Move the submissions out for the store call, keeping the reply channels in order.
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            batch.push(job.submission);
+            replies.push(job.reply);
+        }
+        let started = StdInstant::now();
+        let result = store.append(&batch);
+        telemetry::record_commit(started.elapsed(), batch.len(), size);
+        match result {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, submissions = batch.len(), "commit failed; sources will not acknowledge");
+                telemetry::record_commit_failure();
+                let message = err.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(IngestError::Store(StoreError::Backend(
+                        message.clone(),
+                    ))));
+                }
+            }
+        }
+        batch.clear();
+    }
+    tracing::debug!("ingest writer stopped: all sources closed");
+}
+
+/// One refused reading, waveform segment or field, as reported back to the device.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rejection {
+    /// JSON pointer into the device's message (`/obs/2`), when the item can be located there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// The code as the device sent it, or the normalised short name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Stable machine-readable reason (also the metrics label).
+    pub kind: &'static str,
+    /// What is wrong, in a sentence.
+    pub reason: String,
+}
+
+/// What became of one device message once it is durable.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct MessageReport {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+/// Why a device message was not taken at all.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// The message as a whole is unreadable; nothing of it was stored.
+    #[error(transparent)]
+    Payload(#[from] vigil_codecs::PayloadError),
+    /// Nothing was stored and nothing may be acknowledged.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// Decodes, validates and stores one device message: the path shared by every source that takes
+/// the device JSON contract (MQTT and HTTP). Returns once the accepted part is durable.
+pub async fn ingest_device_message(
+    ingest: &Ingest,
+    limits: &vigil_codecs::DecodeLimits,
+    source: &'static str,
+    device: &vigil_model::DeviceId,
+    payload: &[u8],
+) -> Result<MessageReport, MessageError> {
+    let received = chrono::Utc::now();
+    let decoded = match vigil_codecs::decode_device_message(payload, received, limits) {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            telemetry::message_rejected(source, err.kind());
+            return Err(err.into());
+        }
+    };
+    let mut rejected: Vec<Rejection> = decoded
+        .rejected
+        .iter()
+        .map(|r| {
+            telemetry::reading_rejected(source, r.reason.kind());
+            Rejection {
+                pointer: Some(r.pointer.clone()),
+                code: r.code.clone(),
+                kind: r.reason.kind(),
+                reason: r.reason.to_string(),
+            }
+        })
+        .collect();
+    if decoded.readings.is_empty() && decoded.waveforms.is_empty() {
+        return Ok(MessageReport {
+            accepted: 0,
+            duplicates: 0,
+            rejected,
+        });
+    }
+    let submission = Submission {
+        device: device.clone(),
+        received,
+        readings: decoded.readings,
+        waveforms: decoded.waveforms,
+        battery_pct: decoded.battery_pct,
+    };
+    // Keep what the report needs before the submission moves into the pipeline.
+    let reading_labels: Vec<(String, vigil_model::Instant)> = submission
+        .readings
+        .iter()
+        .map(|r| (r.code.short_name().to_owned(), r.effective))
+        .chain(
+            submission
+                .waveforms
+                .iter()
+                .map(|w| (w.code.short_name().to_owned(), w.start)),
+        )
+        .collect();
+    let outcome = ingest.submit(submission).await?;
+    let mut report = MessageReport::default();
+    for (outcome, (code, at)) in outcome
+        .readings
+        .iter()
+        .chain(&outcome.waveforms)
+        .zip(reading_labels)
+    {
+        match outcome {
+            vigil_store::Outcome::Stored(_) => report.accepted += 1,
+            vigil_store::Outcome::Duplicate(_) => report.duplicates += 1,
+            vigil_store::Outcome::Unattributed => {
+                telemetry::reading_rejected(source, "unbound_device");
+                rejected.push(Rejection {
+                    pointer: None,
+                    code: Some(code),
+                    kind: "unbound_device",
+                    reason: format!(
+                        "the device was bound to no patient at {}",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    ),
+                });
+            }
+        }
+    }
+    telemetry::readings_accepted(source, report.accepted as u64);
+    telemetry::readings_duplicate(source, report.duplicates as u64);
+    report.rejected = rejected;
+    Ok(report)
+}

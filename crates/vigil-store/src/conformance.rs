@@ -1,0 +1,1656 @@
+//! The behaviour every [`Store`] backend must show, as plain functions that panic on a deviation.
+//!
+//! Each function takes a fresh, empty store. A backend runs them all with [`run_all`] or, for one
+//! test per behaviour, one `#[test]` per entry of [`ALL`] (see `sqlite/tests.rs`). Other crates
+//! enable the `conformance` feature to use this module.
+//!
+//! The suite uses only the trait and times with microsecond precision, the precision the trait
+//! promises.
+
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use vigil_model::{
+    Binding, Device, DeviceId, DeviceKind, Gender, Instant, Measurand, Measurement,
+    ObservationCode, ObservationComponent, ObservationStatus, ObservationValue, Patient, PatientId,
+    QualityFlags, Quantity, Reading, WaveformCode, WaveformSegment, assemble_readings,
+};
+
+use crate::{
+    Cursor, DeviceQuery, ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError,
+    StoreStats, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
+};
+
+/// One behaviour: a function that checks it on a fresh store, panicking on a deviation.
+pub type Check = fn(&dyn Store);
+
+/// Every behaviour, by name.
+pub const ALL: &[(&str, Check)] = &[
+    ("patient_crud", patient_crud),
+    ("patient_search", patient_search),
+    ("device_registry", device_registry),
+    ("device_search", device_search),
+    ("bindings_lifecycle", bindings_lifecycle),
+    ("moved_device_attribution", moved_device_attribution),
+    ("append_outcomes", append_outcomes),
+    ("last_seen_and_battery", last_seen_and_battery),
+    ("failed_batch_stores_nothing", failed_batch_stores_nothing),
+    ("observation_search_filters", observation_search_filters),
+    ("observation_time_bounds", observation_time_bounds),
+    ("observation_keyset_paging", observation_keyset_paging),
+    (
+        "blood_pressure_panel_round_trip",
+        blood_pressure_panel_round_trip,
+    ),
+    (
+        "status_quality_and_values_round_trip",
+        status_quality_and_values_round_trip,
+    ),
+    (
+        "waveform_round_trip_and_dedup",
+        waveform_round_trip_and_dedup,
+    ),
+    ("waveform_search", waveform_search),
+    ("stats", stats),
+];
+
+/// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
+pub fn run_all(make: &dyn Fn() -> Box<dyn Store>) {
+    for (name, check) in ALL {
+        eprintln!("store conformance: {name}");
+        let store = make();
+        check(store.as_ref());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// 2026-11-21 at `h:m:s` UTC.
+fn t(h: u32, m: u32, s: u32) -> Instant {
+    Utc.with_ymd_and_hms(2026, 11, 21, h, m, s)
+        .single()
+        .expect("a valid fixture time")
+}
+
+fn us(n: i64) -> Duration {
+    Duration::microseconds(n)
+}
+
+fn pid(id: &str) -> PatientId {
+    PatientId::new(id).expect("a valid fixture patient id")
+}
+
+fn did(id: &str) -> DeviceId {
+    DeviceId::new(id).expect("a valid fixture device id")
+}
+
+fn secret(n: u8) -> SecretHash {
+    [n; 32]
+}
+
+fn add_patient(store: &dyn Store, id: &str) -> PatientId {
+    let patient = Patient::new(pid(id), format!("Patient {id}"));
+    store.create_patient(&patient).expect("create patient");
+    patient.id
+}
+
+fn add_device(store: &dyn Store, id: &str) -> DeviceId {
+    let device = Device::new(did(id), DeviceKind::new(DeviceKind::MULTIPARAMETER_MONITOR));
+    store
+        .create_device(&device, &secret(1))
+        .expect("create device");
+    device.id
+}
+
+/// A patient and a device bound to them from `from` on.
+fn bound(store: &dyn Store, device: &str, patient: &str, from: Instant) -> (DeviceId, PatientId) {
+    let d = add_device(store, device);
+    let p = add_patient(store, patient);
+    store.bind(&d, &p, from).expect("bind");
+    (d, p)
+}
+
+fn quantity(measurand: Measurand, value: f64, at: Instant) -> Reading {
+    Reading {
+        code: ObservationCode::Single(measurand),
+        value: ObservationValue::Quantity(Quantity::new(value, measurand.canonical_unit())),
+        effective: at,
+        status: ObservationStatus::Final,
+        quality: QualityFlags::empty(),
+    }
+}
+
+fn hr(value: f64, at: Instant) -> Reading {
+    quantity(Measurand::HeartRate, value, at)
+}
+
+fn submission(device: &DeviceId, received: Instant, readings: Vec<Reading>) -> Submission {
+    Submission {
+        device: device.clone(),
+        received,
+        readings,
+        waveforms: Vec::new(),
+        battery_pct: None,
+    }
+}
+
+fn append(store: &dyn Store, batch: &[Submission]) -> Vec<SubmissionOutcome> {
+    let outcomes = store.append(batch).expect("append");
+    assert_eq!(outcomes.len(), batch.len(), "one outcome per submission");
+    for (outcome, submission) in outcomes.iter().zip(batch) {
+        assert_eq!(
+            outcome.readings.len(),
+            submission.readings.len(),
+            "one outcome per reading"
+        );
+        assert_eq!(
+            outcome.waveforms.len(),
+            submission.waveforms.len(),
+            "one outcome per waveform"
+        );
+    }
+    outcomes
+}
+
+fn stored_id(outcome: Outcome) -> i64 {
+    match outcome {
+        Outcome::Stored(id) => id,
+        other => panic!("expected Stored, got {other:?}"),
+    }
+}
+
+fn query_for(patient: &PatientId) -> ObservationQuery {
+    ObservationQuery {
+        patient: Some(patient.clone()),
+        limit: 10_000,
+        ..ObservationQuery::default()
+    }
+}
+
+fn search(store: &dyn Store, query: &ObservationQuery) -> Vec<vigil_model::Observation> {
+    store
+        .search_observations(query)
+        .expect("search observations")
+}
+
+fn effective_times(observations: &[vigil_model::Observation]) -> Vec<Instant> {
+    observations.iter().map(|o| o.effective).collect()
+}
+
+fn ids<T>(items: &[T], id: impl Fn(&T) -> String) -> Vec<String> {
+    items.iter().map(id).collect()
+}
+
+fn patient_ids(patients: &[Patient]) -> Vec<String> {
+    ids(patients, |p| p.id.to_string())
+}
+
+fn device_ids(devices: &[Device]) -> Vec<String> {
+    ids(devices, |d| d.id.to_string())
+}
+
+fn expect_already_exists<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::AlreadyExists { .. })),
+        "{what}: expected AlreadyExists, got {result:?}"
+    );
+}
+
+fn expect_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::NotFound { .. })),
+        "{what}: expected NotFound, got {result:?}"
+    );
+}
+
+fn expect_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::Conflict(_))),
+        "{what}: expected Conflict, got {result:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patients
+
+/// Create, read (by id and MRN), update; AlreadyExists for a taken id or MRN; NotFound on update
+/// of an absent patient; every field round-trips.
+pub fn patient_crud(store: &dyn Store) {
+    let mut jan = Patient {
+        id: pid("p-1"),
+        name: "Jan Havel".into(),
+        family: Some("Havel".into()),
+        given: vec!["Jan".into(), "Karel".into()],
+        mrn: Some("MRN-001".into()),
+        birth_date: NaiveDate::from_ymd_opt(1950, 3, 4),
+        gender: Some(Gender::Male),
+        active: true,
+    };
+    store.create_patient(&jan).unwrap();
+    assert_eq!(store.patient(&jan.id).unwrap(), Some(jan.clone()));
+    assert_eq!(store.patient_by_mrn("MRN-001").unwrap(), Some(jan.clone()));
+    assert_eq!(store.patient(&pid("nobody")).unwrap(), None);
+    assert_eq!(store.patient_by_mrn("MRN-404").unwrap(), None);
+
+    expect_already_exists(
+        store.create_patient(&Patient::new(jan.id.clone(), "Someone else")),
+        "same id",
+    );
+    let mut eva = Patient::new(pid("p-2"), "Eva Svobodová");
+    eva.mrn = Some("MRN-001".into());
+    expect_already_exists(store.create_patient(&eva), "same MRN");
+    assert_eq!(
+        store.patient(&eva.id).unwrap(),
+        None,
+        "a refused patient is not stored"
+    );
+
+    let minimal = Patient::new(pid("p-3"), "Minimal");
+    store.create_patient(&minimal).unwrap();
+    assert_eq!(store.patient(&minimal.id).unwrap(), Some(minimal.clone()));
+
+    jan.name = "Jan Havel ml.".into();
+    jan.family = None;
+    jan.given = Vec::new();
+    jan.mrn = Some("MRN-002".into());
+    jan.birth_date = None;
+    jan.gender = Some(Gender::Other);
+    jan.active = false;
+    store.update_patient(&jan).unwrap();
+    assert_eq!(store.patient(&jan.id).unwrap(), Some(jan.clone()));
+    assert_eq!(
+        store.patient_by_mrn("MRN-001").unwrap(),
+        None,
+        "the old MRN is free"
+    );
+    assert_eq!(store.patient_by_mrn("MRN-002").unwrap(), Some(jan.clone()));
+    store.update_patient(&jan).unwrap(); // keeping one's own MRN is fine
+
+    eva.mrn = Some("MRN-003".into());
+    store.create_patient(&eva).unwrap();
+    let mut taken = jan.clone();
+    taken.mrn = Some("MRN-003".into());
+    expect_already_exists(
+        store.update_patient(&taken),
+        "update to another patient's MRN",
+    );
+    assert_eq!(
+        store.patient(&jan.id).unwrap(),
+        Some(jan.clone()),
+        "a refused update changes nothing"
+    );
+
+    expect_not_found(
+        store.update_patient(&Patient::new(pid("p-404"), "Ghost")),
+        "update absent",
+    );
+    assert_eq!(store.patient(&pid("p-404")).unwrap(), None);
+}
+
+/// Identifier (id or MRN, exact), case-insensitive name substring over name, family and given
+/// names (Unicode), ordered by id, limit and offset.
+pub fn patient_search(store: &dyn Store) {
+    let mut novak = Patient::new(pid("pat-c"), "Jan Novák");
+    novak.family = Some("Novák".into());
+    novak.given = vec!["Jan".into()];
+    novak.mrn = Some("M1".into());
+    let mut novakova = Patient::new(pid("pat-a"), "Eva Nováková");
+    novakova.family = Some("Nováková".into());
+    novakova.given = vec!["Eva".into(), "Marie".into()];
+    let mut svoboda = Patient::new(pid("pat-d"), "Petr Svoboda");
+    svoboda.mrn = Some("M3".into());
+    let mut cerny = Patient::new(pid("pat-b"), "ČESTMÍR ČERNÝ");
+    cerny.family = Some("Černý".into());
+    for p in [&novak, &novakova, &svoboda, &cerny] {
+        store.create_patient(p).unwrap();
+    }
+    let find = |identifier: Option<&str>, name: Option<&str>, limit: usize, offset: usize| {
+        let query = PatientQuery {
+            identifier: identifier.map(str::to_owned),
+            name: name.map(str::to_owned),
+            limit,
+            offset,
+        };
+        patient_ids(&store.search_patients(&query).unwrap())
+    };
+    assert_eq!(find(Some("pat-a"), None, 10, 0), ["pat-a"]);
+    assert_eq!(find(Some("M3"), None, 10, 0), ["pat-d"], "by MRN");
+    assert_eq!(
+        find(Some("m3"), None, 10, 0),
+        Vec::<String>::new(),
+        "identifiers match exactly"
+    );
+    assert_eq!(
+        find(Some("pat"), None, 10, 0),
+        Vec::<String>::new(),
+        "identifiers match whole"
+    );
+    assert_eq!(
+        find(None, Some("novák"), 10, 0),
+        ["pat-a", "pat-c"],
+        "substring, ordered by id"
+    );
+    assert_eq!(
+        find(None, Some("NOVÁK"), 10, 0),
+        ["pat-a", "pat-c"],
+        "case-insensitive"
+    );
+    assert_eq!(find(None, Some("marie"), 10, 0), ["pat-a"], "given names");
+    assert_eq!(
+        find(None, Some("černý"), 10, 0),
+        ["pat-b"],
+        "Unicode case folding"
+    );
+    assert_eq!(find(None, Some("čestmír"), 10, 0), ["pat-b"]);
+    assert_eq!(
+        find(None, Some("voBod"), 10, 0),
+        ["pat-d"],
+        "inside the name"
+    );
+    assert_eq!(find(None, Some("nobody"), 10, 0), Vec::<String>::new());
+    assert_eq!(
+        find(Some("pat-c"), Some("eva"), 10, 0),
+        Vec::<String>::new(),
+        "both filters apply"
+    );
+    assert_eq!(find(Some("M1"), Some("jan"), 10, 0), ["pat-c"]);
+    assert_eq!(
+        find(None, None, 10, 0),
+        ["pat-a", "pat-b", "pat-c", "pat-d"]
+    );
+    assert_eq!(find(None, None, 2, 0), ["pat-a", "pat-b"]);
+    assert_eq!(find(None, None, 2, 2), ["pat-c", "pat-d"]);
+    assert_eq!(find(None, None, 2, 4), Vec::<String>::new());
+    assert_eq!(
+        find(None, None, 0, 0),
+        Vec::<String>::new(),
+        "limit 0 returns nothing"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices and bindings
+
+/// Register, read every field, secret hash, AlreadyExists for a taken id.
+pub fn device_registry(store: &dyn Store) {
+    let full = Device {
+        id: did("mon-1"),
+        kind: DeviceKind::new(DeviceKind::PULSE_OXIMETER),
+        manufacturer: Some("Acme Medical".into()),
+        model: Some("OX-9".into()),
+        serial: Some("SN-0001".into()),
+        firmware: Some("2.4.1".into()),
+        battery_pct: Some(80),
+        last_seen: Some(t(9, 0, 0) + us(123_456)),
+    };
+    let hash: SecretHash = std::array::from_fn(|i| i as u8 * 7);
+    store.create_device(&full, &hash).unwrap();
+    assert_eq!(store.device(&full.id).unwrap(), Some(full.clone()));
+    assert_eq!(store.device_secret(&full.id).unwrap(), Some(hash));
+
+    let minimal = Device::new(did("thermo-1"), DeviceKind::new("a-kind-nobody-listed"));
+    store.create_device(&minimal, &secret(9)).unwrap();
+    assert_eq!(store.device(&minimal.id).unwrap(), Some(minimal.clone()));
+    assert_eq!(store.device_secret(&minimal.id).unwrap(), Some(secret(9)));
+
+    expect_already_exists(
+        store.create_device(&Device::new(did("mon-1"), DeviceKind::new("x")), &secret(2)),
+        "same id",
+    );
+    assert_eq!(
+        store.device_secret(&full.id).unwrap(),
+        Some(hash),
+        "a refused device changes nothing"
+    );
+    assert_eq!(store.device(&did("ghost")).unwrap(), None);
+    assert_eq!(store.device_secret(&did("ghost")).unwrap(), None);
+}
+
+/// Identifier (id or serial), currently bound to a patient (open binding), ordering and paging.
+pub fn device_search(store: &dyn Store) {
+    for (id, serial) in [
+        ("dev-c", Some("SN-1")),
+        ("dev-a", Some("SN-2")),
+        ("dev-b", None),
+    ] {
+        let mut device = Device::new(did(id), DeviceKind::new(DeviceKind::WEARABLE));
+        device.serial = serial.map(str::to_owned);
+        store.create_device(&device, &secret(1)).unwrap();
+    }
+    let a = add_patient(store, "pa");
+    let b = add_patient(store, "pb");
+    let find =
+        |patient: Option<&PatientId>, identifier: Option<&str>, limit: usize, offset: usize| {
+            let query = DeviceQuery {
+                patient: patient.cloned(),
+                identifier: identifier.map(str::to_owned),
+                limit,
+                offset,
+            };
+            device_ids(&store.search_devices(&query).unwrap())
+        };
+    let none = Vec::<String>::new();
+    assert_eq!(find(None, None, 10, 0), ["dev-a", "dev-b", "dev-c"]);
+    assert_eq!(find(None, None, 2, 1), ["dev-b", "dev-c"]);
+    assert_eq!(find(None, None, 0, 0), none);
+    assert_eq!(find(None, Some("SN-2"), 10, 0), ["dev-a"], "by serial");
+    assert_eq!(find(None, Some("dev-c"), 10, 0), ["dev-c"], "by id");
+    assert_eq!(
+        find(None, Some("SN"), 10, 0),
+        none,
+        "identifiers match whole"
+    );
+    assert_eq!(find(Some(&a), None, 10, 0), none, "nothing bound yet");
+
+    store.bind(&did("dev-c"), &a, t(8, 0, 0)).unwrap();
+    store.bind(&did("dev-a"), &a, t(8, 0, 0)).unwrap();
+    store.bind(&did("dev-b"), &b, t(8, 0, 0)).unwrap();
+    assert_eq!(find(Some(&a), None, 10, 0), ["dev-a", "dev-c"]);
+    assert_eq!(find(Some(&a), None, 1, 1), ["dev-c"]);
+    assert_eq!(
+        find(Some(&a), Some("SN-1"), 10, 0),
+        ["dev-c"],
+        "both filters apply"
+    );
+    assert_eq!(find(Some(&b), Some("SN-1"), 10, 0), none);
+
+    store.bind(&did("dev-a"), &b, t(10, 0, 0)).unwrap();
+    assert_eq!(
+        find(Some(&a), None, 10, 0),
+        ["dev-c"],
+        "a moved device leaves its old patient"
+    );
+    assert_eq!(find(Some(&b), None, 10, 0), ["dev-a", "dev-b"]);
+    store.unbind(&did("dev-c"), t(11, 0, 0)).unwrap();
+    assert_eq!(
+        find(Some(&a), None, 10, 0),
+        none,
+        "an unbound device is bound to no one"
+    );
+    assert_eq!(find(Some(&pid("nobody")), None, 10, 0), none);
+}
+
+/// bind / unbind / bindings: NotFound, Conflict, closing the previous binding, history order.
+pub fn bindings_lifecycle(store: &dyn Store) {
+    let d = add_device(store, "mon-1");
+    let a = add_patient(store, "a");
+    let b = add_patient(store, "b");
+    let binding = |patient: &PatientId, from: Instant, to: Option<Instant>| Binding {
+        device: d.clone(),
+        patient: patient.clone(),
+        from,
+        to,
+    };
+
+    expect_not_found(
+        store.bind(&did("ghost"), &a, t(8, 0, 0)),
+        "bind an unknown device",
+    );
+    expect_not_found(
+        store.bind(&d, &pid("ghost"), t(8, 0, 0)),
+        "bind to an unknown patient",
+    );
+    expect_not_found(
+        store.bindings(&did("ghost")),
+        "bindings of an unknown device",
+    );
+    expect_not_found(
+        store.unbind(&did("ghost"), t(8, 0, 0)),
+        "unbind an unknown device",
+    );
+    expect_not_found(store.unbind(&d, t(8, 0, 0)), "unbind with nothing open");
+    assert_eq!(store.bindings(&d).unwrap(), Vec::<Binding>::new());
+
+    let from = t(8, 0, 0) + us(250);
+    assert_eq!(store.bind(&d, &a, from).unwrap(), binding(&a, from, None));
+    assert_eq!(store.bindings(&d).unwrap(), [binding(&a, from, None)]);
+
+    store.bind(&d, &b, t(10, 0, 0)).unwrap();
+    let history = vec![
+        binding(&a, from, Some(t(10, 0, 0))),
+        binding(&b, t(10, 0, 0), None),
+    ];
+    assert_eq!(
+        store.bindings(&d).unwrap(),
+        history,
+        "rebinding closes the open binding"
+    );
+
+    expect_conflict(
+        store.bind(&d, &a, t(9, 0, 0)),
+        "bind before the latest binding's start",
+    );
+    assert_eq!(
+        store.bindings(&d).unwrap(),
+        history,
+        "a refused bind changes nothing"
+    );
+    expect_conflict(
+        store.unbind(&d, t(9, 59, 59)),
+        "unbind before the open binding's start",
+    );
+
+    store.unbind(&d, t(12, 0, 0)).unwrap();
+    expect_not_found(store.unbind(&d, t(12, 30, 0)), "unbind twice");
+    store.bind(&d, &a, t(13, 0, 0)).unwrap();
+    // Rebinding at the very instant the latest binding starts is allowed (a correction).
+    store.bind(&d, &b, t(13, 0, 0)).unwrap();
+    assert_eq!(
+        store.bindings(&d).unwrap(),
+        [
+            binding(&a, from, Some(t(10, 0, 0))),
+            binding(&b, t(10, 0, 0), Some(t(12, 0, 0))),
+            binding(&a, t(13, 0, 0), Some(t(13, 0, 0))),
+            binding(&b, t(13, 0, 0), None),
+        ]
+    );
+    // A binding that already ended after the new start is cut at it: bindings never overlap.
+    store.unbind(&d, t(15, 0, 0)).unwrap();
+    store.bind(&d, &a, t(14, 0, 0)).unwrap();
+    let last_two = store.bindings(&d).unwrap().split_off(3);
+    assert_eq!(
+        last_two,
+        [
+            binding(&b, t(13, 0, 0), Some(t(14, 0, 0))),
+            binding(&a, t(14, 0, 0), None)
+        ]
+    );
+}
+
+/// Readings are attributed by their effective time: a device bound to A until 10:00 and to B after
+/// puts earlier readings with A and later ones with B, even when they arrive late together.
+pub fn moved_device_attribution(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let b = add_patient(store, "b");
+    store.bind(&d, &b, t(10, 0, 0)).unwrap();
+
+    let late = t(11, 0, 1);
+    let outcomes = append(
+        store,
+        &[submission(
+            &d,
+            late,
+            vec![
+                hr(60.0, t(7, 59, 59)),
+                hr(61.0, t(8, 0, 0)),
+                hr(62.0, t(10, 0, 0) - us(1)),
+                hr(63.0, t(10, 0, 0)),
+                hr(64.0, t(11, 0, 0)),
+            ],
+        )],
+    );
+    let readings = &outcomes[0].readings;
+    assert_eq!(readings[0], Outcome::Unattributed, "before any binding");
+    for outcome in &readings[1..] {
+        stored_id(*outcome);
+    }
+    let for_a = search(store, &query_for(&a));
+    assert_eq!(effective_times(&for_a), [t(8, 0, 0), t(10, 0, 0) - us(1)]);
+    assert!(
+        for_a
+            .iter()
+            .all(|o| o.patient == a && o.device == d && o.received == late)
+    );
+    let for_b = search(store, &query_for(&b));
+    assert_eq!(
+        effective_times(&for_b),
+        [t(10, 0, 0), t(11, 0, 0)],
+        "the boundary belongs to the new binding"
+    );
+
+    store.unbind(&d, t(12, 0, 0)).unwrap();
+    let outcomes = append(
+        store,
+        &[submission(
+            &d,
+            t(12, 31, 0),
+            vec![
+                hr(65.0, t(12, 0, 0) - us(1)),
+                hr(66.0, t(12, 0, 0)),
+                hr(67.0, t(12, 30, 0)),
+            ],
+        )],
+    );
+    stored_id(outcomes[0].readings[0]);
+    assert_eq!(
+        outcomes[0].readings[1],
+        Outcome::Unattributed,
+        "a binding's end is exclusive"
+    );
+    assert_eq!(
+        outcomes[0].readings[2],
+        Outcome::Unattributed,
+        "after the binding ended"
+    );
+    assert_eq!(search(store, &query_for(&b)).len(), 3);
+}
+
+/// Stored, Duplicate across batches and within one batch (keeping the first value), Unattributed
+/// for an unbound or unknown device; outcomes line up with the submissions.
+pub fn append_outcomes(store: &dyn Store) {
+    let (d1, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let d2 = add_device(store, "mon-2");
+    store.bind(&d2, &a, t(8, 0, 0)).unwrap();
+    let unbound = add_device(store, "spare-1");
+    assert_eq!(store.append(&[]).unwrap(), Vec::<SubmissionOutcome>::new());
+
+    let first = append(
+        store,
+        &[submission(
+            &d1,
+            t(9, 0, 1),
+            vec![
+                hr(72.0, t(9, 0, 0)),
+                quantity(Measurand::Spo2, 97.0, t(9, 0, 0)),
+                hr(73.0, t(9, 1, 0)),
+            ],
+        )],
+    );
+    let ids: Vec<i64> = first[0].readings.iter().map(|o| stored_id(*o)).collect();
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "distinct ids"
+    );
+    let stored = store
+        .observation(vigil_model::ObservationId(ids[0]))
+        .unwrap()
+        .expect("stored observation");
+    assert_eq!(
+        (stored.patient.clone(), stored.device.clone()),
+        (a.clone(), d1.clone())
+    );
+    assert_eq!(
+        stored.value,
+        ObservationValue::Quantity(Quantity::new(72.0, "/min"))
+    );
+    assert_eq!(stored.received, t(9, 0, 1));
+
+    // Redelivery with another value: duplicate, first value kept.
+    let again = append(
+        store,
+        &[submission(
+            &d1,
+            t(9, 5, 0),
+            vec![hr(99.0, t(9, 0, 0)), hr(74.0, t(9, 2, 0))],
+        )],
+    );
+    assert_eq!(again[0].readings[0], Outcome::Duplicate(ids[0]));
+    stored_id(again[0].readings[1]);
+    let kept = store
+        .observation(vigil_model::ObservationId(ids[0]))
+        .unwrap()
+        .expect("kept");
+    assert_eq!(kept, stored, "a duplicate changes nothing");
+
+    // Within one batch: across submissions and within one submission.
+    let batch = append(
+        store,
+        &[
+            submission(
+                &d1,
+                t(9, 6, 0),
+                vec![hr(80.0, t(9, 3, 0)), hr(80.0, t(9, 3, 0))],
+            ),
+            submission(&d1, t(9, 6, 0), vec![hr(81.0, t(9, 3, 0))]),
+            // Same code and time from another device is not a duplicate.
+            submission(&d2, t(9, 6, 0), vec![hr(82.0, t(9, 3, 0))]),
+            submission(&unbound, t(9, 6, 0), vec![hr(83.0, t(9, 3, 0))]),
+            submission(
+                &did("never-registered"),
+                t(9, 6, 0),
+                vec![hr(84.0, t(9, 3, 0))],
+            ),
+        ],
+    );
+    let id = stored_id(batch[0].readings[0]);
+    assert_eq!(batch[0].readings[1], Outcome::Duplicate(id));
+    assert_eq!(batch[1].readings[0], Outcome::Duplicate(id));
+    assert_ne!(stored_id(batch[2].readings[0]), id);
+    assert_eq!(
+        batch[3].readings[0],
+        Outcome::Unattributed,
+        "unbound device"
+    );
+    assert_eq!(
+        batch[4].readings[0],
+        Outcome::Unattributed,
+        "unknown device"
+    );
+
+    let all = search(store, &query_for(&a));
+    assert_eq!(all.len(), 6, "3 + 1 + 1 + 1 stored");
+    let by_device = |device: &DeviceId| ObservationQuery {
+        device: Some(device.clone()),
+        limit: 100,
+        ..ObservationQuery::default()
+    };
+    assert!(search(store, &by_device(&unbound)).is_empty());
+    assert_eq!(search(store, &by_device(&d2)).len(), 1);
+    assert_eq!(
+        store
+            .observation(vigil_model::ObservationId(id))
+            .unwrap()
+            .map(|o| o.value),
+        Some(ObservationValue::Quantity(Quantity::new(80.0, "/min")))
+    );
+    assert_eq!(
+        store
+            .observation(vigil_model::ObservationId(i64::MAX))
+            .unwrap(),
+        None
+    );
+}
+
+/// `last_seen` is the latest `received`, whatever the order; battery follows the latest report
+/// and survives submissions without one; unbound devices are seen too.
+pub fn last_seen_and_battery(store: &dyn Store) {
+    let (d, _) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let spare = add_device(store, "spare-1");
+    let seen = |id: &DeviceId| {
+        let device = store.device(id).unwrap().expect("device");
+        (device.last_seen, device.battery_pct)
+    };
+    assert_eq!(seen(&d), (None, None));
+    let with_battery = |received: Instant, pct: Option<u8>| Submission {
+        battery_pct: pct,
+        ..submission(&d, received, vec![hr(70.0, received - us(500_000))])
+    };
+
+    append(store, &[with_battery(t(9, 0, 0), Some(90))]);
+    assert_eq!(seen(&d), (Some(t(9, 0, 0)), Some(90)));
+    append(store, &[with_battery(t(9, 1, 0) + us(7), None)]);
+    assert_eq!(
+        seen(&d),
+        (Some(t(9, 1, 0) + us(7)), Some(90)),
+        "no battery: kept"
+    );
+    append(store, &[with_battery(t(8, 30, 0), Some(10))]);
+    assert_eq!(
+        seen(&d),
+        (Some(t(9, 1, 0) + us(7)), Some(90)),
+        "an old backlog changes neither"
+    );
+    append(
+        store,
+        &[
+            with_battery(t(9, 3, 0), Some(60)),
+            with_battery(t(9, 2, 0), Some(70)),
+        ],
+    );
+    assert_eq!(
+        seen(&d),
+        (Some(t(9, 3, 0)), Some(60)),
+        "the latest received in a batch wins"
+    );
+    append(
+        store,
+        &[Submission {
+            battery_pct: Some(55),
+            ..submission(&d, t(9, 4, 0), Vec::new())
+        }],
+    );
+    assert_eq!(
+        seen(&d),
+        (Some(t(9, 4, 0)), Some(55)),
+        "a submission without readings counts"
+    );
+
+    let outcomes = append(
+        store,
+        &[Submission {
+            battery_pct: Some(40),
+            ..submission(&spare, t(9, 5, 0), vec![hr(1.0, t(9, 5, 0))])
+        }],
+    );
+    assert_eq!(outcomes[0].readings, [Outcome::Unattributed]);
+    assert_eq!(
+        seen(&spare),
+        (Some(t(9, 5, 0)), Some(40)),
+        "an unbound device was still seen"
+    );
+}
+
+/// A batch that cannot be stored (here: a NaN value) fails as a whole: nothing of it is stored,
+/// no device is marked seen, and the store keeps working.
+pub fn failed_batch_stores_nothing(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let good = Submission {
+        battery_pct: Some(50),
+        ..submission(&d, t(9, 0, 0), vec![hr(70.0, t(9, 0, 0))])
+    };
+    let bad = submission(
+        &d,
+        t(9, 0, 1),
+        vec![hr(71.0, t(9, 0, 1)), hr(f64::NAN, t(9, 0, 2))],
+    );
+    expect_conflict(store.append(&[good.clone(), bad]), "a NaN value");
+    let mut bad_wave = submission(&d, t(9, 0, 1), Vec::new());
+    bad_wave.waveforms.push(WaveformSegment {
+        code: WaveformCode::Pleth,
+        start: t(9, 0, 0),
+        period_ms: 10.0,
+        factor: f64::INFINITY,
+        origin: 0.0,
+        samples: vec![1, 2, 3],
+    });
+    expect_conflict(
+        store.append(&[good.clone(), bad_wave]),
+        "an infinite waveform factor",
+    );
+    assert!(
+        search(store, &query_for(&a)).is_empty(),
+        "nothing of the failed batches stored"
+    );
+    assert_eq!(store.stats().unwrap().observations, 0);
+    let device = store.device(&d).unwrap().expect("device");
+    assert_eq!(
+        (device.last_seen, device.battery_pct),
+        (None, None),
+        "no device marked seen"
+    );
+
+    let outcomes = append(store, &[good]);
+    stored_id(outcomes[0].readings[0]);
+    assert_eq!(
+        search(store, &query_for(&a)).len(),
+        1,
+        "the store still works"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observation search
+
+/// Patient, device, one or several codes, sort order and limit.
+pub fn observation_search_filters(store: &dyn Store) {
+    let (monitor, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let thermometer = add_device(store, "thermo-1");
+    store.bind(&thermometer, &a, t(8, 0, 0)).unwrap();
+    let (other, b) = bound(store, "mon-2", "b", t(8, 0, 0));
+
+    let mut readings = Vec::new();
+    for minute in 0..10 {
+        readings.push(hr(60.0 + f64::from(minute), t(9, minute, 0)));
+        readings.push(quantity(
+            Measurand::Spo2,
+            90.0 + f64::from(minute),
+            t(9, minute, 0),
+        ));
+    }
+    append(
+        store,
+        &[
+            submission(&monitor, t(9, 10, 0), readings),
+            submission(
+                &thermometer,
+                t(9, 10, 0),
+                vec![quantity(Measurand::Temperature, 37.2, t(9, 5, 0) + us(1))],
+            ),
+            submission(
+                &other,
+                t(9, 10, 0),
+                vec![hr(100.0, t(9, 0, 0)), hr(101.0, t(9, 1, 0))],
+            ),
+        ],
+    );
+    let query = |codes: Vec<ObservationCode>, newest_first: bool, limit: usize| ObservationQuery {
+        codes,
+        newest_first,
+        limit,
+        ..query_for(&a)
+    };
+    let heart = ObservationCode::Single(Measurand::HeartRate);
+    let spo2 = ObservationCode::Single(Measurand::Spo2);
+    let temperature = ObservationCode::Single(Measurand::Temperature);
+
+    let all = search(store, &query(Vec::new(), false, 100));
+    assert_eq!(all.len(), 21, "every code of patient a, and nothing of b");
+    assert!(all.iter().all(|o| o.patient == a));
+    assert_sorted(&all, false);
+
+    let hr_only = search(store, &query(vec![heart], false, 100));
+    assert_eq!(hr_only.len(), 10);
+    assert!(hr_only.iter().all(|o| o.code == heart));
+    assert_eq!(
+        hr_only[0].value,
+        ObservationValue::Quantity(Quantity::new(60.0, "/min"))
+    );
+
+    let two = search(store, &query(vec![spo2, heart], false, 100));
+    assert_eq!(two.len(), 20);
+    assert_sorted(&two, false);
+    assert_eq!(
+        two,
+        all.iter()
+            .filter(|o| o.code != temperature)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        search(store, &query(vec![heart, heart], false, 100)),
+        hr_only,
+        "a repeated code counts once"
+    );
+
+    let newest = search(store, &query(vec![heart, spo2, temperature], true, 5));
+    let mut expected: Vec<_> = all.iter().rev().take(5).cloned().collect();
+    assert_eq!(
+        newest, expected,
+        "newest first, ties by id descending, limited"
+    );
+    assert_eq!(newest[0].effective, t(9, 9, 0));
+    expected = all.iter().take(3).cloned().collect();
+    assert_eq!(search(store, &query(vec![heart, spo2], false, 3)), expected);
+    assert!(
+        search(
+            store,
+            &query(vec![ObservationCode::BloodPressure], false, 100)
+        )
+        .is_empty()
+    );
+    assert!(
+        search(store, &query(Vec::new(), false, 0)).is_empty(),
+        "limit 0 returns nothing"
+    );
+
+    let by_device = ObservationQuery {
+        device: Some(thermometer.clone()),
+        ..query_for(&a)
+    };
+    let found = search(store, &by_device);
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].code, found[0].device.clone()),
+        (temperature, thermometer.clone())
+    );
+    let device_only = ObservationQuery {
+        device: Some(other.clone()),
+        limit: 100,
+        ..ObservationQuery::default()
+    };
+    assert_eq!(
+        search(store, &device_only)
+            .iter()
+            .map(|o| o.patient.clone())
+            .collect::<Vec<_>>(),
+        [b.clone(), b.clone()]
+    );
+    let mismatch = ObservationQuery {
+        device: Some(other),
+        ..query_for(&a)
+    };
+    assert!(
+        search(store, &mismatch).is_empty(),
+        "patient and device both apply"
+    );
+    assert!(search(store, &query_for(&pid("nobody"))).is_empty());
+    let ghost_device = ObservationQuery {
+        device: Some(did("ghost")),
+        limit: 10,
+        ..ObservationQuery::default()
+    };
+    assert!(search(store, &ghost_device).is_empty());
+}
+
+fn assert_sorted(observations: &[vigil_model::Observation], newest_first: bool) {
+    for pair in observations.windows(2) {
+        let (x, y) = (
+            (pair[0].effective, pair[0].id),
+            (pair[1].effective, pair[1].id),
+        );
+        if newest_first {
+            assert!(x > y, "not newest first: {x:?} then {y:?}");
+        } else {
+            assert!(x < y, "not oldest first: {x:?} then {y:?}");
+        }
+    }
+}
+
+/// Inclusive and exclusive lower and upper bounds on the effective time, in both orders.
+pub fn observation_time_bounds(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let at = |minute: u32| t(9, minute, 0) + us(17);
+    append(
+        store,
+        &[submission(
+            &d,
+            t(9, 30, 0),
+            (0..10).map(|m| hr(60.0, at(m))).collect(),
+        )],
+    );
+    let bound_at = |minute: u32, inclusive: bool| {
+        Some(TimeBound {
+            at: at(minute),
+            inclusive,
+        })
+    };
+    let minutes = |from: Option<TimeBound>, to: Option<TimeBound>, newest_first: bool| {
+        let found = search(
+            store,
+            &ObservationQuery {
+                from,
+                to,
+                newest_first,
+                ..query_for(&a)
+            },
+        );
+        found
+            .iter()
+            .map(|o| {
+                (0..10)
+                    .find(|m| at(*m) == o.effective)
+                    .expect("a fixture time")
+            })
+            .collect::<Vec<u32>>()
+    };
+    assert_eq!(
+        minutes(bound_at(3, true), None, false),
+        [3, 4, 5, 6, 7, 8, 9]
+    );
+    assert_eq!(minutes(bound_at(3, false), None, false), [4, 5, 6, 7, 8, 9]);
+    assert_eq!(
+        minutes(None, bound_at(6, true), false),
+        [0, 1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(minutes(None, bound_at(6, false), false), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        minutes(bound_at(3, false), bound_at(6, false), false),
+        [4, 5]
+    );
+    assert_eq!(
+        minutes(bound_at(3, true), bound_at(6, true), true),
+        [6, 5, 4, 3]
+    );
+    assert_eq!(minutes(bound_at(3, true), bound_at(3, true), false), [3]);
+    assert_eq!(
+        minutes(bound_at(3, true), bound_at(3, false), false),
+        Vec::<u32>::new()
+    );
+    assert_eq!(
+        minutes(bound_at(7, true), bound_at(2, true), false),
+        Vec::<u32>::new(),
+        "an empty range"
+    );
+    // A bound one microsecond off the stored time.
+    let just_after_3 = Some(TimeBound {
+        at: at(3) + us(1),
+        inclusive: true,
+    });
+    assert_eq!(minutes(just_after_3, bound_at(5, true), false), [4, 5]);
+}
+
+/// Keyset paging through a few hundred observations (many sharing a time) in both orders, alone
+/// and with codes and time bounds: every observation exactly once, in order.
+pub fn observation_keyset_paging(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let (other, _) = bound(store, "mon-2", "b", t(8, 0, 0));
+    let mut readings = Vec::new();
+    for second in 0..100u32 {
+        let at = t(9, 0, 0) + Duration::seconds(i64::from(second * 7));
+        readings.push(hr(60.0, at));
+        readings.push(quantity(Measurand::Spo2, 95.0, at));
+        readings.push(quantity(Measurand::RespRate, 14.0, at));
+    }
+    // Two batches, interleaved with another patient's data, so ids are not one run.
+    let (first, second) = readings.split_at(150);
+    append(
+        store,
+        &[
+            submission(&d, t(9, 30, 0), first.to_vec()),
+            submission(&other, t(9, 30, 0), vec![hr(1.0, t(9, 0, 0))]),
+        ],
+    );
+    append(
+        store,
+        &[
+            submission(&other, t(9, 31, 0), vec![hr(2.0, t(9, 0, 7))]),
+            submission(&d, t(9, 31, 0), second.to_vec()),
+        ],
+    );
+
+    let heart = ObservationCode::Single(Measurand::HeartRate);
+    let resp = ObservationCode::Single(Measurand::RespRate);
+    let variants = [
+        ObservationQuery { ..query_for(&a) },
+        ObservationQuery {
+            codes: vec![heart, resp],
+            ..query_for(&a)
+        },
+        ObservationQuery {
+            from: Some(TimeBound {
+                at: t(9, 2, 0),
+                inclusive: true,
+            }),
+            to: Some(TimeBound {
+                at: t(9, 9, 0),
+                inclusive: false,
+            }),
+            codes: vec![heart],
+            ..query_for(&a)
+        },
+    ];
+    let expected_len = [300, 200, 60];
+    for (variant, expected_len) in variants.into_iter().zip(expected_len) {
+        for newest_first in [false, true] {
+            let base = ObservationQuery {
+                newest_first,
+                ..variant.clone()
+            };
+            let full = search(store, &base);
+            assert_eq!(full.len(), expected_len, "{base:?}");
+            assert_sorted(&full, newest_first);
+            for page_size in [7, 50] {
+                let mut paged = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = search(
+                        store,
+                        &ObservationQuery {
+                            after,
+                            limit: page_size,
+                            ..base.clone()
+                        },
+                    );
+                    assert!(page.len() <= page_size);
+                    let Some(last) = page.last() else { break };
+                    after = Some(Cursor {
+                        effective: last.effective,
+                        id: last.id,
+                    });
+                    paged.extend(page);
+                    assert!(paged.len() <= full.len(), "paging repeats observations");
+                }
+                assert_eq!(
+                    paged, full,
+                    "paging by {page_size}, newest first: {newest_first}"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips
+
+/// A blood-pressure panel (as the pipeline assembles it) round-trips with its components.
+pub fn blood_pressure_panel_round_trip(store: &dyn Store) {
+    let (d, a) = bound(store, "bp-1", "a", t(8, 0, 0));
+    let measure =
+        |measurand: Measurand, value: f64, at: Instant, quality: QualityFlags| Measurement {
+            measurand,
+            value,
+            effective: at,
+            status: ObservationStatus::Final,
+            quality,
+        };
+    let readings = assemble_readings(vec![
+        measure(
+            Measurand::DiastolicBp,
+            80.0,
+            t(9, 0, 0),
+            QualityFlags::empty(),
+        ),
+        measure(
+            Measurand::SystolicBp,
+            128.0,
+            t(9, 0, 0),
+            QualityFlags::QUESTIONABLE,
+        ),
+        measure(Measurand::MeanBp, 96.3, t(9, 0, 0), QualityFlags::empty()),
+        measure(
+            Measurand::SystolicBp,
+            131.0,
+            t(9, 30, 0),
+            QualityFlags::empty(),
+        ),
+        measure(
+            Measurand::DiastolicBp,
+            85.0,
+            t(9, 30, 0),
+            QualityFlags::empty(),
+        ),
+        measure(
+            Measurand::HeartRate,
+            71.0,
+            t(9, 30, 0),
+            QualityFlags::empty(),
+        ),
+    ]);
+    assert_eq!(readings.len(), 3);
+    let outcomes = append(store, &[submission(&d, t(9, 31, 0), readings.clone())]);
+    for (outcome, reading) in outcomes[0].readings.iter().zip(&readings) {
+        let observation = store
+            .observation(vigil_model::ObservationId(stored_id(*outcome)))
+            .unwrap()
+            .expect("stored");
+        assert_eq!(observation.code, reading.code);
+        assert_eq!(observation.value, reading.value);
+        assert_eq!(observation.quality, reading.quality);
+    }
+    let panels = search(
+        store,
+        &ObservationQuery {
+            codes: vec![ObservationCode::BloodPressure],
+            ..query_for(&a)
+        },
+    );
+    assert_eq!(panels.len(), 2);
+    let component = |measurand: Measurand, value: f64| ObservationComponent {
+        measurand,
+        value: Quantity::new(value, "mm[Hg]"),
+    };
+    assert_eq!(
+        panels[0].value,
+        ObservationValue::Components(vec![
+            component(Measurand::SystolicBp, 128.0),
+            component(Measurand::DiastolicBp, 80.0),
+            component(Measurand::MeanBp, 96.3),
+        ])
+    );
+    assert_eq!(panels[0].quality, QualityFlags::QUESTIONABLE);
+    assert_eq!(
+        panels[1].value,
+        ObservationValue::Components(vec![
+            component(Measurand::SystolicBp, 131.0),
+            component(Measurand::DiastolicBp, 85.0)
+        ])
+    );
+}
+
+/// Every status, combinations of quality flags, awkward numbers, microsecond times and unusual
+/// value shapes come back exactly as stored.
+pub fn status_quality_and_values_round_trip(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let qualities = [
+        QualityFlags::empty(),
+        QualityFlags::CONVERTED_UNIT,
+        QualityFlags::QUESTIONABLE,
+        QualityFlags::ARTIFACT,
+        QualityFlags::TIME_FROM_RECEIPT,
+        QualityFlags::CONVERTED_UNIT
+            | QualityFlags::QUESTIONABLE
+            | QualityFlags::ARTIFACT
+            | QualityFlags::TIME_FROM_RECEIPT,
+    ];
+    let values = [
+        36.6,
+        0.1 + 0.2,
+        1e-300,
+        123_456_789.123_456_78,
+        0.0,
+        f64::MAX,
+    ];
+    let mut readings = Vec::new();
+    let mut at = t(9, 0, 0) + us(1);
+    for (i, status) in ObservationStatus::ALL.into_iter().enumerate() {
+        at += us(1_000_001);
+        readings.push(Reading {
+            status,
+            quality: qualities[i % qualities.len()],
+            ..quantity(Measurand::Temperature, values[i % values.len()], at)
+        });
+    }
+    // Shapes outside the usual ones must round-trip too.
+    let odd = [
+        (
+            ObservationCode::Single(Measurand::Temperature),
+            ObservationValue::Quantity(Quantity::new(98.6, "[degF]")),
+        ),
+        (
+            ObservationCode::BloodPressure,
+            ObservationValue::Components(vec![
+                ObservationComponent {
+                    measurand: Measurand::DiastolicBp,
+                    value: Quantity::new(80.0, "mm[Hg]"),
+                },
+                ObservationComponent {
+                    measurand: Measurand::SystolicBp,
+                    value: Quantity::new(120.0, "mm[Hg]"),
+                },
+            ]),
+        ),
+        (
+            ObservationCode::BloodPressure,
+            ObservationValue::Components(vec![ObservationComponent {
+                measurand: Measurand::SystolicBp,
+                value: Quantity::new(16.0, "kPa"),
+            }]),
+        ),
+        (
+            ObservationCode::BloodPressure,
+            ObservationValue::Components(Vec::new()),
+        ),
+    ];
+    for (code, value) in odd {
+        at += us(3);
+        readings.push(Reading {
+            code,
+            value,
+            effective: at,
+            status: ObservationStatus::Preliminary,
+            quality: QualityFlags::ARTIFACT,
+        });
+    }
+    let received = t(10, 0, 0) + us(999_999);
+    let outcomes = append(store, &[submission(&d, received, readings.clone())]);
+    for (outcome, reading) in outcomes[0].readings.iter().zip(&readings) {
+        let id = vigil_model::ObservationId(stored_id(*outcome));
+        let o = store.observation(id).unwrap().expect("stored");
+        assert_eq!(
+            (
+                o.id,
+                o.patient.clone(),
+                o.device.clone(),
+                o.code,
+                &o.value,
+                o.effective,
+                o.received,
+                o.status,
+                o.quality
+            ),
+            (
+                id,
+                a.clone(),
+                d.clone(),
+                reading.code,
+                &reading.value,
+                reading.effective,
+                received,
+                reading.status,
+                reading.quality
+            )
+        );
+    }
+}
+
+fn wave(code: WaveformCode, start: Instant, seconds: u32) -> WaveformSegment {
+    let period_ms = 4.0;
+    let count = seconds as usize * 250;
+    WaveformSegment {
+        code,
+        start,
+        period_ms,
+        factor: 0.005,
+        origin: -1.5,
+        samples: (0..count)
+            .map(|i| ((i as f64 / 15.0).sin() * 800.0) as i32)
+            .collect(),
+    }
+}
+
+/// Segments come back sample for sample; a redelivered segment is a duplicate (also within a
+/// batch); an unbound device's segment is unattributed; segments are attributed by start time.
+pub fn waveform_round_trip_and_dedup(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let spare = add_device(store, "spare-1");
+    let mut ecg = wave(WaveformCode::EcgLeadIi, t(9, 0, 0) + us(1), 30);
+    ecg.samples.extend([i32::MIN, i32::MAX, i32::MIN, 0, -1, 1]);
+    let pleth = WaveformSegment {
+        factor: 1.0 / 3.0,
+        origin: 0.0,
+        period_ms: 1000.0 / 75.0,
+        ..wave(WaveformCode::Pleth, t(9, 0, 0) + us(1), 10)
+    };
+    let received = t(9, 0, 31);
+    let with_waves = |device: &DeviceId, waves: Vec<WaveformSegment>| Submission {
+        waveforms: waves,
+        ..submission(device, received, vec![hr(70.0, t(9, 0, 30))])
+    };
+    let outcomes = append(
+        store,
+        &[
+            with_waves(&d, vec![ecg.clone(), pleth.clone(), ecg.clone()]),
+            with_waves(&spare, vec![ecg.clone()]),
+        ],
+    );
+    let ecg_id = stored_id(outcomes[0].waveforms[0]);
+    let pleth_id = stored_id(outcomes[0].waveforms[1]);
+    assert_ne!(ecg_id, pleth_id, "same start, another signal");
+    assert_eq!(
+        outcomes[0].waveforms[2],
+        Outcome::Duplicate(ecg_id),
+        "duplicate within the batch"
+    );
+    stored_id(outcomes[0].readings[0]);
+    assert_eq!(outcomes[1].waveforms[0], Outcome::Unattributed);
+
+    let again = append(
+        store,
+        &[with_waves(
+            &d,
+            vec![WaveformSegment {
+                samples: vec![1, 2, 3],
+                ..ecg.clone()
+            }],
+        )],
+    );
+    assert_eq!(
+        again[0].waveforms[0],
+        Outcome::Duplicate(ecg_id),
+        "redelivery"
+    );
+    assert_eq!(
+        again[0].readings[0],
+        Outcome::Duplicate(stored_id(outcomes[0].readings[0]))
+    );
+
+    let query = WaveformQuery {
+        patient: a.clone(),
+        codes: Vec::new(),
+        from: None,
+        to: None,
+        limit: 10,
+    };
+    let found = store.waveforms(&query).unwrap();
+    assert_eq!(found.len(), 2);
+    let stored_ecg = found
+        .iter()
+        .find(|w| w.id == ecg_id)
+        .expect("the ECG segment");
+    assert_eq!(
+        stored_ecg.segment, ecg,
+        "samples and scaling exact; the first delivery kept"
+    );
+    assert_eq!(
+        (
+            stored_ecg.patient.clone(),
+            stored_ecg.device.clone(),
+            stored_ecg.received
+        ),
+        (a.clone(), d.clone(), received)
+    );
+    assert_eq!(
+        found
+            .iter()
+            .find(|w| w.id == pleth_id)
+            .expect("pleth")
+            .segment,
+        pleth
+    );
+
+    // Attribution by start: a segment that starts before a move stays with the old patient.
+    let b = add_patient(store, "b");
+    store.bind(&d, &b, t(9, 1, 0)).unwrap();
+    let across = wave(WaveformCode::EcgLeadIi, t(9, 0, 50), 20);
+    let after = wave(WaveformCode::EcgLeadIi, t(9, 1, 10), 20);
+    append(
+        store,
+        &[with_waves(&d, vec![across.clone(), after.clone()])],
+    );
+    let segments = |patient: &PatientId| {
+        let query = WaveformQuery {
+            patient: patient.clone(),
+            codes: vec![WaveformCode::EcgLeadIi],
+            from: None,
+            to: None,
+            limit: 10,
+        };
+        store
+            .waveforms(&query)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.segment.start)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(segments(&a), [ecg.start, across.start]);
+    assert_eq!(segments(&b), [after.start]);
+}
+
+/// Waveform search: codes (none = all), overlap with `[from, to)`, start order and limit.
+pub fn waveform_search(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let (other, b) = bound(store, "mon-2", "b", t(8, 0, 0));
+    let ecg = |second: u32| wave(WaveformCode::EcgLeadIi, t(10, 0, second), 10);
+    let pleth = wave(WaveformCode::Pleth, t(10, 0, 5), 10);
+    let resp = WaveformSegment {
+        samples: Vec::new(),
+        ..wave(WaveformCode::Respiration, t(10, 0, 12), 0)
+    };
+    let segments = vec![ecg(20), ecg(0), pleth.clone(), ecg(10), resp.clone()];
+    append(
+        store,
+        &[Submission {
+            waveforms: segments,
+            ..submission(&d, t(10, 1, 0), Vec::new())
+        }],
+    );
+    append(
+        store,
+        &[Submission {
+            waveforms: vec![ecg(0)],
+            ..submission(&other, t(10, 1, 0), Vec::new())
+        }],
+    );
+
+    let starts =
+        |codes: Vec<WaveformCode>, from: Option<Instant>, to: Option<Instant>, limit: usize| {
+            let query = WaveformQuery {
+                patient: a.clone(),
+                codes,
+                from,
+                to,
+                limit,
+            };
+            let found = store.waveforms(&query).unwrap();
+            assert!(found.iter().all(|w| w.patient == a));
+            found
+                .iter()
+                .map(|w| (w.segment.code, w.segment.start))
+                .collect::<Vec<_>>()
+        };
+    let e = |second: u32| (WaveformCode::EcgLeadIi, t(10, 0, second));
+    let p = (WaveformCode::Pleth, pleth.start);
+    let r = (WaveformCode::Respiration, resp.start);
+    assert_eq!(
+        starts(vec![WaveformCode::EcgLeadIi], None, None, 10),
+        [e(0), e(10), e(20)]
+    );
+    assert_eq!(
+        starts(Vec::new(), None, None, 10),
+        [e(0), p, e(10), r, e(20)],
+        "no codes: every signal"
+    );
+    assert_eq!(
+        starts(
+            vec![WaveformCode::Pleth, WaveformCode::Respiration],
+            None,
+            None,
+            10
+        ),
+        [p, r]
+    );
+    assert_eq!(starts(Vec::new(), None, None, 2), [e(0), p]);
+    let nothing: Vec<(WaveformCode, Instant)> = Vec::new();
+    assert_eq!(starts(Vec::new(), None, None, 0), nothing);
+    // [10:00:15, 10:00:25): ECG 10–20 and 20–30 overlap; pleth 5–15 ends exactly at the start.
+    assert_eq!(
+        starts(Vec::new(), Some(t(10, 0, 15)), Some(t(10, 0, 25)), 10),
+        [e(10), e(20)]
+    );
+    // [.., 10:00:10): ECG 10–20 starts exactly at the end: excluded.
+    assert_eq!(starts(Vec::new(), None, Some(t(10, 0, 10)), 10), [e(0), p]);
+    // An empty segment is the instant it starts.
+    assert_eq!(
+        starts(
+            vec![WaveformCode::Respiration],
+            Some(t(10, 0, 12)),
+            Some(t(10, 0, 13)),
+            10
+        ),
+        [r]
+    );
+    assert_eq!(
+        starts(
+            vec![WaveformCode::Respiration],
+            Some(t(10, 0, 12) + us(1)),
+            None,
+            10
+        ),
+        nothing
+    );
+    assert_eq!(
+        starts(Vec::new(), Some(t(10, 0, 29) + us(999_999)), None, 10),
+        [e(20)],
+        "the last microsecond"
+    );
+    assert_eq!(starts(Vec::new(), Some(t(10, 0, 30)), None, 10), nothing);
+
+    let only_b = WaveformQuery {
+        patient: b,
+        codes: Vec::new(),
+        from: None,
+        to: None,
+        limit: 10,
+    };
+    assert_eq!(store.waveforms(&only_b).unwrap().len(), 1);
+    let nobody = WaveformQuery {
+        patient: pid("nobody"),
+        codes: Vec::new(),
+        from: None,
+        to: None,
+        limit: 10,
+    };
+    assert!(store.waveforms(&nobody).unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats
+
+/// Counts of patients, devices and stored observations (not duplicates or unattributed ones).
+pub fn stats(store: &dyn Store) {
+    assert_eq!(store.stats().unwrap(), StoreStats::default());
+    let (d, _) = bound(store, "mon-1", "a", t(8, 0, 0));
+    add_patient(store, "b");
+    let spare = add_device(store, "spare-1");
+    add_device(store, "spare-2");
+    append(
+        store,
+        &[
+            submission(
+                &d,
+                t(9, 1, 0),
+                vec![
+                    hr(1.0, t(9, 0, 0)),
+                    hr(2.0, t(9, 0, 1)),
+                    hr(3.0, t(9, 0, 0)),
+                ],
+            ),
+            submission(&spare, t(9, 1, 0), vec![hr(4.0, t(9, 0, 0))]),
+        ],
+    );
+    append(
+        store,
+        &[submission(
+            &d,
+            t(9, 2, 0),
+            vec![hr(1.0, t(9, 0, 0)), hr(5.0, t(9, 0, 2))],
+        )],
+    );
+    assert_eq!(
+        store.stats().unwrap(),
+        StoreStats {
+            patients: 2,
+            devices: 3,
+            observations: 3
+        }
+    );
+}

@@ -1,0 +1,175 @@
+//! The SQLite schema and its versioned migrations.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied; `schema_migrations` records when
+//! each was applied. Migrations run in order, each in its own `BEGIN IMMEDIATE` transaction that
+//! also bumps `user_version`, so a crash leaves the database at a whole version and two processes
+//! opening the same file at once apply each migration exactly once. A database whose version is
+//! newer than [`MIGRATIONS`] knows is refused rather than guessed at.
+//!
+//! Conventions:
+//! - times are integer microseconds since the Unix epoch, UTC (`*_us` columns);
+//! - patients and devices have an integer surrogate key `pk` (an alias of the rowid, so `VACUUM`
+//!   keeps it) that the big tables reference instead of repeating the text id;
+//! - observation codes are small integers mapped to `ObservationCode::short_name()` in
+//!   `observation_codes`; waveform codes are stored as `WaveformCode::short_name()` text.
+
+use rusqlite::{Connection, TransactionBehavior};
+use tracing::info;
+
+use super::Fail;
+use crate::StoreError;
+
+/// `PRAGMA application_id` of a Vigil database ("VIGL"), so another program's SQLite file is not
+/// mistaken for ours.
+pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
+
+/// The migrations, oldest first; the database's `user_version` is how many have been applied.
+/// Never edit a released migration: append a new one.
+pub(super) const MIGRATIONS: &[&str] = &[V1];
+
+const V1: &str = r#"
+CREATE TABLE schema_migrations (
+    version       INTEGER PRIMARY KEY,
+    applied_at_us INTEGER NOT NULL
+) STRICT;
+
+-- Small counters kept in step with the data, so `stats` and waveform searches need no scans.
+-- observations: number of rows in `observations`.
+-- waveform_max_span_us: the longest `end_us - start_us` of any stored waveform segment.
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO store_meta (key, value) VALUES ('observations', 0), ('waveform_max_span_us', 0);
+
+CREATE TABLE patients (
+    pk          INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    family      TEXT,
+    given       TEXT NOT NULL,            -- JSON array of strings
+    mrn         TEXT UNIQUE,
+    birth_date  TEXT,                     -- YYYY-MM-DD
+    gender      TEXT,                     -- FHIR AdministrativeGender code
+    active      INTEGER NOT NULL CHECK (active IN (0, 1)),
+    search_text TEXT NOT NULL             -- lower-cased name, family, given; U+001F between
+) STRICT;
+
+CREATE TABLE devices (
+    pk           INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL,
+    manufacturer TEXT,
+    model        TEXT,
+    serial       TEXT,
+    firmware     TEXT,
+    battery_pct  INTEGER CHECK (battery_pct BETWEEN 0 AND 255),
+    last_seen_us INTEGER,
+    secret_hash  BLOB NOT NULL CHECK (length(secret_hash) = 32)   -- SHA-256 of the secret
+) STRICT;
+CREATE INDEX devices_serial ON devices (serial) WHERE serial IS NOT NULL;
+
+-- A device measured a patient over [from_us, to_us); to_us NULL = still open.
+-- Bindings of one device never overlap; at most one is open.
+CREATE TABLE bindings (
+    id      INTEGER PRIMARY KEY,
+    device  INTEGER NOT NULL REFERENCES devices (pk),
+    patient INTEGER NOT NULL REFERENCES patients (pk),
+    from_us INTEGER NOT NULL,
+    to_us   INTEGER CHECK (to_us IS NULL OR to_us >= from_us)
+) STRICT;
+CREATE INDEX bindings_device ON bindings (device, from_us);
+CREATE UNIQUE INDEX bindings_one_open ON bindings (device) WHERE to_us IS NULL;
+CREATE INDEX bindings_open_by_patient ON bindings (patient) WHERE to_us IS NULL;
+
+CREATE TABLE observation_codes (
+    code       INTEGER PRIMARY KEY,
+    short_name TEXT NOT NULL UNIQUE       -- ObservationCode::short_name()
+) STRICT;
+
+-- The hot table: one row per stored reading, kept small.
+-- value:      the quantity of a single-measurand code, in the measurand's canonical unit unless
+--             `unit` says otherwise (NULL = canonical).
+-- systolic, diastolic, mean: the blood-pressure panel's components (mm[Hg]), NULL when absent.
+-- value_json: any other shape of value (ObservationValue as JSON); NULL for the two above.
+-- status:     see `status_code` in the Rust code (0 = final).
+-- quality:    QualityFlags bits.
+CREATE TABLE observations (
+    id           INTEGER PRIMARY KEY,
+    patient      INTEGER NOT NULL REFERENCES patients (pk),
+    device       INTEGER NOT NULL REFERENCES devices (pk),
+    code         INTEGER NOT NULL REFERENCES observation_codes (code),
+    effective_us INTEGER NOT NULL,
+    received_us  INTEGER NOT NULL,
+    value        REAL,
+    unit         TEXT,
+    systolic     REAL,
+    diastolic    REAL,
+    mean         REAL,
+    value_json   TEXT,
+    status       INTEGER NOT NULL,
+    quality      INTEGER NOT NULL
+) STRICT;
+-- De-duplication: a redelivered reading hits this and is reported as a duplicate.
+CREATE UNIQUE INDEX observations_dedup ON observations (device, code, effective_us);
+-- Search by patient and code(s) in time order, and by patient in time order (the rowid, which is
+-- the observation id, is the implicit last column of both: it breaks ties for keyset paging).
+CREATE INDEX observations_patient_code ON observations (patient, code, effective_us);
+CREATE INDEX observations_patient ON observations (patient, effective_us);
+
+-- samples: format byte 1, then each sample's difference from the previous one (the first from 0)
+-- zigzag-encoded as an unsigned LEB128 varint; see `codec::encode_samples`.
+CREATE TABLE waveforms (
+    id           INTEGER PRIMARY KEY,
+    patient      INTEGER NOT NULL REFERENCES patients (pk),
+    device       INTEGER NOT NULL REFERENCES devices (pk),
+    code         TEXT NOT NULL,           -- WaveformCode::short_name()
+    start_us     INTEGER NOT NULL,
+    end_us       INTEGER NOT NULL,        -- start + period × samples, for overlap searches
+    received_us  INTEGER NOT NULL,
+    period_ms    REAL NOT NULL,
+    factor       REAL NOT NULL,
+    origin       REAL NOT NULL,
+    sample_count INTEGER NOT NULL,
+    samples      BLOB NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX waveforms_dedup ON waveforms (device, code, start_us);
+CREATE INDEX waveforms_patient ON waveforms (patient, start_us);
+"#;
+
+/// Brings the database up to the newest schema this code knows, or refuses a newer one.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), Fail> {
+    let known = MIGRATIONS.len() as i64;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let application: i64 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
+        if version > 0 && application != APPLICATION_ID {
+            return Err(StoreError::Corrupt(format!(
+                "the database file has application id {application:#x}, not Vigil's; it belongs to another program"
+            ))
+            .into());
+        }
+        if version < 0 || version > known {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {version}, but this version of Vigil knows versions up \
+                 to {known}; it was written by a newer Vigil: upgrade Vigil or restore a backup"
+            ))
+            .into());
+        }
+        if version == known {
+            tx.commit()?;
+            return Ok(());
+        }
+        let next = version + 1;
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_us) VALUES (?1, ?2)",
+            (next, chrono::Utc::now().timestamp_micros()),
+        )?;
+        tx.pragma_update(None, "user_version", next)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.commit()?;
+        info!(version = next, "applied storage schema migration");
+    }
+}

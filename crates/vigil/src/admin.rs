@@ -1,0 +1,257 @@
+//! Operator commands on a data directory. They open the same SQLite database as a running server
+//! (WAL mode lets both work at once), so they work whether or not the server runs.
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use vigil_model::{Device, DeviceId, DeviceKind, Patient, PatientId};
+use vigil_server::auth::{self, Role, TokenKeys};
+use vigil_store::{DeviceQuery, PatientQuery};
+
+use crate::DataDir;
+use crate::config::open_store;
+
+#[derive(Subcommand)]
+pub enum PatientCommand {
+    /// Register a patient.
+    Add {
+        #[command(flatten)]
+        data: DataDir,
+        /// Patient id (letters, digits, '-' and '.'; at most 64).
+        #[arg(long)]
+        id: String,
+        /// Name as written, e.g. "Jan Havel".
+        #[arg(long)]
+        name: String,
+        /// Medical record number, as HL7 feeds carry it in PID-3.
+        #[arg(long)]
+        mrn: Option<String>,
+    },
+    /// List patients.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device and print its secret (shown once; only a hash is stored).
+    Add {
+        #[command(flatten)]
+        data: DataDir,
+        /// Device id: its MQTT user name and topic level.
+        #[arg(long)]
+        id: String,
+        /// Bind the device to this patient (from now, or from --since).
+        #[arg(long)]
+        patient: Option<String>,
+        /// Start of the binding (RFC 3339), e.g. to attribute readings a device buffered before it
+        /// was registered. Default: now.
+        #[arg(long, value_name = "TIME", requires = "patient")]
+        since: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// What the device is, e.g. multiparameter-monitor, pulse-oximeter, bp-monitor.
+        #[arg(long = "type", default_value = "multiparameter-monitor")]
+        kind: String,
+        #[arg(long)]
+        manufacturer: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        serial: Option<String>,
+    },
+    /// Bind a device to a patient from now on (ends its current binding).
+    Bind {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        patient: String,
+        /// Start of the binding (RFC 3339); default now. It may not precede the device's latest
+        /// binding: history is never rewritten.
+        #[arg(long, value_name = "TIME")]
+        since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    },
+    /// End a device's current binding.
+    Unbind {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        id: String,
+    },
+    /// List devices.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed bearer token for the API.
+    Issue {
+        #[command(flatten)]
+        data: DataDir,
+        /// admin, clinician, patient or integration.
+        #[arg(long)]
+        role: String,
+        /// Who the token is for (for the patient role: the patient id).
+        #[arg(long)]
+        subject: String,
+        /// Validity in hours.
+        #[arg(long, default_value_t = 12)]
+        ttl_hours: i64,
+    },
+}
+
+pub fn patient(cmd: PatientCommand) -> anyhow::Result<()> {
+    match cmd {
+        PatientCommand::Add {
+            data,
+            id,
+            name,
+            mrn,
+        } => {
+            let id = PatientId::new(id).context("invalid patient id")?;
+            if name.trim().is_empty() {
+                bail!("the name must not be empty");
+            }
+            let store = open_store(&data.data_dir)?;
+            let mut patient = Patient::new(id.clone(), name.trim());
+            patient.mrn = mrn;
+            store.create_patient(&patient)?;
+            println!("patient {id} added");
+        }
+        PatientCommand::List { data } => {
+            let store = open_store(&data.data_dir)?;
+            for p in store.search_patients(&PatientQuery {
+                limit: 10_000,
+                ..Default::default()
+            })? {
+                println!("{}\t{}\t{}", p.id, p.name, p.mrn.unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
+    match cmd {
+        DeviceCommand::Add {
+            data,
+            id,
+            patient,
+            since,
+            kind,
+            manufacturer,
+            model,
+            serial,
+        } => {
+            let id = DeviceId::new(id).context("invalid device id")?;
+            let patient = patient
+                .map(PatientId::new)
+                .transpose()
+                .context("invalid patient id")?;
+            let store = open_store(&data.data_dir)?;
+            if let Some(p) = &patient
+                && store.patient(p)?.is_none()
+            {
+                bail!("no patient {p}: add it first with `vigil patient add`");
+            }
+            let mut device = Device::new(id.clone(), DeviceKind::new(kind));
+            device.manufacturer = manufacturer;
+            device.model = model;
+            device.serial = serial;
+            let secret = auth::new_device_secret();
+            store.create_device(&device, &auth::hash_device_secret(&secret))?;
+            if let Some(p) = &patient {
+                store.bind(&id, p, since.map_or_else(chrono::Utc::now, |t| t.to_utc()))?;
+            }
+            println!(
+                "device {id} added{}",
+                patient
+                    .map(|p| format!(" and bound to patient {p}"))
+                    .unwrap_or_default()
+            );
+            println!("secret: {secret}");
+            println!(
+                "(shown once: Vigil keeps only its hash. MQTT: user name {id}, password the secret.)"
+            );
+        }
+        DeviceCommand::Bind {
+            data,
+            id,
+            patient,
+            since,
+        } => {
+            let id = DeviceId::new(id).context("invalid device id")?;
+            let patient = PatientId::new(patient).context("invalid patient id")?;
+            let store = open_store(&data.data_dir)?;
+            let binding = store.bind(
+                &id,
+                &patient,
+                since.map_or_else(chrono::Utc::now, |t| t.to_utc()),
+            )?;
+            println!(
+                "device {id} bound to patient {patient} from {}",
+                binding.from.to_rfc3339()
+            );
+        }
+        DeviceCommand::Unbind { data, id } => {
+            let id = DeviceId::new(id).context("invalid device id")?;
+            let store = open_store(&data.data_dir)?;
+            store.unbind(&id, chrono::Utc::now())?;
+            println!("device {id} unbound");
+        }
+        DeviceCommand::List { data } => {
+            let store = open_store(&data.data_dir)?;
+            for d in store.search_devices(&DeviceQuery {
+                limit: 10_000,
+                ..Default::default()
+            })? {
+                let bound = store
+                    .bindings(&d.id)?
+                    .into_iter()
+                    .find(|b| b.to.is_none())
+                    .map(|b| b.patient.to_string());
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    d.id,
+                    d.kind.as_str(),
+                    bound.unwrap_or_else(|| "-".into()),
+                    d.last_seen
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "never seen".into())
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Issue {
+            data,
+            role,
+            subject,
+            ttl_hours,
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}: use admin, clinician, patient or integration")
+            })?;
+            if subject.trim().is_empty() {
+                bail!("the subject must not be empty");
+            }
+            if !(1..=24 * 30).contains(&ttl_hours) {
+                bail!("--ttl-hours must be between 1 and 720");
+            }
+            let keys = TokenKeys::load_or_create(&data.data_dir)?;
+            println!(
+                "{}",
+                keys.issue(role, &subject, chrono::Duration::hours(ttl_hours))?
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! `vigil demo`: the whole product on one machine in one command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use vigil_model::{Device, DeviceId, DeviceKind, Patient, PatientId};
+use vigil_server::auth::{self, Role, TokenKeys};
+use vigil_sim::devices::{WardConfig, WardStats, run_ward};
+
+use crate::config::open_store;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the demo's data here (default: a fresh temporary directory, removed on exit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Patients on the simulated ward.
+    #[arg(long, default_value_t = 20)]
+    pub patients: usize,
+    /// Seconds between two messages of one bedside monitor.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+}
+
+/// Binds the preferred address if free, otherwise any free port on loopback.
+async fn free_addr(preferred: &str) -> SocketAddr {
+    let preferred: SocketAddr = preferred.parse().expect("valid literal");
+    match tokio::net::TcpListener::bind(preferred).await {
+        Ok(_) => preferred,
+        Err(_) => "127.0.0.1:0".parse().expect("valid literal"),
+    }
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let (data_dir, temporary) = match args.data_dir {
+        Some(dir) => (dir, false),
+        None => (
+            std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = open_store(&data_dir)?;
+
+    // The ward: patients, their monitors, and the monitors' secrets (kept in memory only).
+    let patients = vigil_sim::ward::ward(args.patients.clamp(1, 500), 2026);
+    let mut secrets = std::collections::HashMap::new();
+    for p in &patients {
+        let pid = PatientId::new(p.id.clone())?;
+        let did = DeviceId::new(p.device_id.clone())?;
+        if store.patient(&pid)?.is_none() {
+            store.create_patient(&Patient::new(pid.clone(), p.name.clone()))?;
+        }
+        let secret = auth::new_device_secret();
+        if store.device(&did)?.is_none() {
+            let mut device = Device::new(
+                did.clone(),
+                DeviceKind::new(DeviceKind::MULTIPARAMETER_MONITOR),
+            );
+            device.manufacturer = Some("Vigil Simulated Devices".into());
+            device.model = Some("SimMonitor 1".into());
+            device.serial = Some(format!("SIM-{}", p.device_id));
+            store.create_device(&device, &auth::hash_device_secret(&secret))?;
+            store.bind(
+                &did,
+                &pid,
+                chrono::Utc::now() - chrono::Duration::minutes(1),
+            )?;
+            secrets.insert(p.device_id.clone(), secret);
+        }
+    }
+
+    let http = free_addr("127.0.0.1:8080").await;
+    let mqtt = free_addr("127.0.0.1:1883").await;
+    let config = vigil_server::ServerConfig::new(data_dir.clone(), http, Some(mqtt));
+    let server = vigil_server::start(config, store.clone()).await?;
+    let mqtt_addr = server
+        .mqtt_addr
+        .context("the demo runs the embedded broker")?;
+    let token = TokenKeys::load_or_create(&data_dir)?.issue(
+        Role::Clinician,
+        "demo-clinician",
+        chrono::Duration::hours(12),
+    )?;
+    let base = format!("http://{}", server.http_addr);
+
+    println!();
+    println!(
+        "Vigil demo: a simulated ward of {} patients is streaming vital signs.",
+        patients.len()
+    );
+    println!();
+    println!("  HTTP API   {base}");
+    println!("  FHIR       {base}/fhir/metadata");
+    println!(
+        "  MQTT       mqtt://{mqtt_addr}   (devices: user name = device id, password = device secret)"
+    );
+    println!("  Metrics    {base}/metrics");
+    println!(
+        "  Data       {}{}",
+        data_dir.display(),
+        if temporary {
+            "  (temporary, removed on exit)"
+        } else {
+            ""
+        }
+    );
+    println!();
+    println!("  Clinician token (12 h):");
+    println!("  {token}");
+    println!();
+    println!("  Try:");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Observation?patient=pat-004&code=http://loinc.org|8867-4&_sort=-date&_count=5'"
+    );
+    let sick: Vec<String> = patients
+        .iter()
+        .filter(|p| p.scenario.name() != "stable")
+        .map(|p| format!("{} ({})", p.id, p.scenario.name()))
+        .collect();
+    println!();
+    println!(
+        "  Scripted deteriorations, starting within minutes: {}",
+        sick.join(", ")
+    );
+    println!("  Stop with Ctrl-C.");
+    println!();
+
+    let stop = CancellationToken::new();
+    let stats = Arc::new(WardStats::default());
+    let ward_config = WardConfig {
+        host: mqtt_addr.ip().to_string(),
+        port: mqtt_addr.port(),
+        qos: 1,
+        interval: Duration::from_secs_f64(args.interval.max(0.05)),
+        spot_check_every: 30,
+    };
+    let ward = tokio::spawn(run_ward(
+        patients,
+        move |d| secrets.get(d).cloned(),
+        ward_config,
+        stats.clone(),
+        stop.clone(),
+    ));
+
+    let progress_store = store.clone();
+    let progress_stop = stop.clone();
+    let progress_stats = stats.clone();
+    let progress = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = progress_stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let s = progress_store.clone();
+            if let Ok(Ok(st)) = tokio::task::spawn_blocking(move || s.stats()).await {
+                tracing::info!(
+                    observations_stored = st.observations,
+                    messages_acknowledged = progress_stats.acknowledged.load(Ordering::Relaxed),
+                    error_reports = progress_stats.error_reports.load(Ordering::Relaxed),
+                    "demo running"
+                );
+            }
+        }
+    });
+
+    match args.duration {
+        Some(secs) => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    println!("stopping…");
+    stop.cancel();
+    let _ = ward.await;
+    let _ = progress.await;
+    server.shutdown().await;
+    let stored = store.stats()?.observations;
+    drop(store);
+    println!("{stored} observations stored.");
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    Ok(())
+}

@@ -1,0 +1,709 @@
+//! End to end, as an operator and a device would do it: the real `vigil` binary on ephemeral
+//! ports, devices registered with the CLI, readings published with real MQTT clients (Debian's
+//! mosquitto_pub/mosquitto_sub, and rumqttc) and over HTTP, read back through the FHIR API.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
+fn vigil(args: &[&str]) -> String {
+    let out = Command::new(VIGIL).args(args).output().expect("run vigil");
+    assert!(
+        out.status.success(),
+        "vigil {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn vigil_fails(args: &[&str]) -> String {
+    let out = Command::new(VIGIL).args(args).output().expect("run vigil");
+    assert!(!out.status.success(), "vigil {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+struct Server {
+    child: Child,
+    http: String,
+    mqtt_port: u16,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(VIGIL)
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
+            .env("VIGIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start vigil serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut http, mut mqtt_port) = (None, None);
+        while http.is_none() || mqtt_port.is_none() {
+            let line = lines.next().expect("vigil serve exited early").unwrap();
+            if let Some(rest) = line.trim().strip_prefix("HTTP API") {
+                http = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(rest) = line.trim().strip_prefix("MQTT") {
+                let url = rest.split_whitespace().next().unwrap();
+                mqtt_port = url.rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            http: http.unwrap(),
+            mqtt_port: mqtt_port.unwrap(),
+        }
+    }
+
+    /// Stops the process the hard way: no graceful shutdown, as in a crash.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks for a graceful stop (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Ward {
+    dir: tempfile::TempDir,
+    token: String,
+}
+
+impl Ward {
+    fn data(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+    fn add_device(&self, id: &str, patient: &str) -> String {
+        let out = vigil(&[
+            "device",
+            "add",
+            "--data-dir",
+            self.data(),
+            "--id",
+            id,
+            "--patient",
+            patient,
+            "--since",
+            "2025-11-01T00:00:00Z",
+        ]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("secret: "))
+            .expect("secret printed")
+            .trim()
+            .to_owned()
+    }
+}
+
+fn ward() -> Ward {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    vigil(&[
+        "patient",
+        "add",
+        "--data-dir",
+        &data,
+        "--id",
+        "p1",
+        "--name",
+        "Jan Havel",
+        "--mrn",
+        "MRN-1",
+    ]);
+    vigil(&[
+        "patient",
+        "add",
+        "--data-dir",
+        &data,
+        "--id",
+        "p2",
+        "--name",
+        "Eva Novak",
+    ]);
+    let token = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        &data,
+        "--role",
+        "clinician",
+        "--subject",
+        "nadia",
+    ])
+    .trim()
+    .to_owned();
+    Ward { dir, token }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn fhir_get(server: &Server, token: &str, path_and_query: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("{}{}", server.http, path_and_query))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+fn observations(server: &Server, token: &str, patient: &str) -> Vec<Value> {
+    let (status, bundle) = fhir_get(
+        server,
+        token,
+        &format!("/fhir/Observation?patient={patient}&_count=1000"),
+    );
+    assert_eq!(status, 200, "{bundle}");
+    bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+fn mosquitto_pub(
+    port: u16,
+    user: &str,
+    secret: &str,
+    topic: &str,
+    message: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            user,
+            "-P",
+            secret,
+            "-t",
+            topic,
+            "-q",
+            "1",
+            "-m",
+            message,
+        ])
+        .args(extra)
+        .output()
+        .expect("mosquitto_pub is installed (scripts/test.sh installs mosquitto-clients)")
+}
+
+fn post_obs(
+    server: &Server,
+    device: &str,
+    user: &str,
+    secret: &str,
+    body: impl Into<reqwest::blocking::Body>,
+) -> (u16, Value) {
+    let resp = client()
+        .post(format!("{}/api/v1/devices/{device}/obs", server.http))
+        .basic_auth(user, Some(secret))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_reading_published_over_mqtt_is_read_back_as_fhir() {
+    let w = ward();
+    let secret = w.add_device("mon-1", "p1");
+    let server = Server::start(w.dir.path());
+
+    // MQTT 3.1.1 and MQTT 5, with Debian's mosquitto_pub.
+    let out = mosquitto_pub(
+        server.mqtt_port,
+        "mon-1",
+        &secret,
+        "vigil/v1/devices/mon-1/obs",
+        r#"{"ts":"2026-11-21T10:15:00.250Z","obs":[{"code":"heart_rate","value":72,"unit":"/min"},{"code":"8480-6","value":128,"unit":"mm[Hg]"},{"code":"diastolic_bp","value":16,"unit":"kPa"}]}"#,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mosquitto_pub(
+        server.mqtt_port,
+        "mon-1",
+        &secret,
+        "vigil/v1/devices/mon-1/obs",
+        r#"{"ts":1795256160000,"obs":[{"code":"temperature","value":100.4,"unit":"[degF]"}]}"#,
+        &["-V", "5"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let obs = observations(&server, &w.token, "p1");
+    assert_eq!(
+        obs.len(),
+        3,
+        "heart rate, one BP panel, temperature: {obs:#?}"
+    );
+    let hr = obs
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "8867-4")
+        .expect("heart rate");
+    assert_eq!(hr["valueQuantity"]["value"], 72);
+    assert_eq!(hr["valueQuantity"]["code"], "/min");
+    assert_eq!(hr["valueQuantity"]["system"], "http://unitsofmeasure.org");
+    assert_eq!(hr["subject"]["reference"], "Patient/p1");
+    assert_eq!(hr["category"][0]["coding"][0]["code"], "vital-signs");
+    assert!(
+        hr["effectiveDateTime"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-21T10:15:00.250")
+    );
+    let bp = obs
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "85354-9")
+        .expect("blood pressure panel");
+    let components = bp["component"].as_array().unwrap();
+    assert_eq!(components.len(), 2);
+    let dia = components
+        .iter()
+        .find(|c| c["code"]["coding"][0]["code"] == "8462-4")
+        .unwrap();
+    let mmhg = dia["valueQuantity"]["value"].as_f64().unwrap();
+    assert!(
+        (mmhg - 120.0098521353).abs() < 1e-6,
+        "16 kPa in mm[Hg]: {mmhg}"
+    );
+    let temp = obs
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "8310-5")
+        .unwrap();
+    assert!((temp["valueQuantity"]["value"].as_f64().unwrap() - 38.0).abs() < 1e-9);
+    assert_eq!(temp["valueQuantity"]["code"], "Cel");
+
+    // Search by code, with system, newest first, paged.
+    let (status, bundle) = fhir_get(
+        &server,
+        &w.token,
+        "/fhir/Observation?patient=p1&code=http://loinc.org|8867-4",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 1);
+    let (_, bundle) = fhir_get(
+        &server,
+        &w.token,
+        "/fhir/Observation?patient=p1&_sort=-date&_count=1",
+    );
+    assert_eq!(
+        bundle["entry"][0]["resource"]["code"]["coding"][0]["code"], "8310-5",
+        "newest first"
+    );
+    let next = bundle["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .expect("next link");
+    let next_url = next["url"].as_str().unwrap();
+    let resp: Value = client()
+        .get(next_url)
+        .bearer_auth(&w.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(resp["entry"].as_array().unwrap().len(), 1);
+    assert_ne!(
+        resp["entry"][0]["resource"]["id"],
+        bundle["entry"][0]["resource"]["id"]
+    );
+
+    // Date search.
+    let (_, bundle) = fhir_get(
+        &server,
+        &w.token,
+        "/fhir/Observation?patient=p1&date=ge2026-11-21T10:15:30Z",
+    );
+    assert_eq!(
+        bundle["entry"].as_array().unwrap().len(),
+        1,
+        "only the temperature is after 10:15:30"
+    );
+
+    // The device is visible with its patient and last-seen time.
+    let (status, device) = fhir_get(&server, &w.token, "/fhir/Device/mon-1");
+    assert_eq!(status, 200);
+    assert_eq!(device["patient"]["reference"], "Patient/p1");
+    let (_, devices) = fhir_get(&server, &w.token, "/fhir/Device?patient=p1");
+    assert_eq!(devices["entry"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn http_ingest_answers_after_commit_and_explains_rejections() {
+    let w = ward();
+    let secret = w.add_device("cuff-1", "p2");
+    let server = Server::start(w.dir.path());
+
+    let (status, body) = post_obs(
+        &server,
+        "cuff-1",
+        "cuff-1",
+        &secret,
+        r#"{"ts":"2026-11-21T10:00:00Z","obs":[{"code":"systolic_bp","value":131},{"code":"diastolic_bp","value":84},{"code":"heart_rate","value":72,"unit":"mm[Hg]"},{"code":"hr","value":70}]}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 1, "one BP panel: {body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["pointer"], "/obs/2");
+    assert_eq!(rejected[0]["kind"], "unit_mismatch");
+    assert_eq!(rejected[1]["kind"], "unknown_code");
+
+    // The same message again: recognised as a redelivery, nothing stored twice.
+    let (status, body) = post_obs(
+        &server,
+        "cuff-1",
+        "cuff-1",
+        &secret,
+        r#"{"ts":"2026-11-21T10:00:00Z","obs":[{"code":"systolic_bp","value":131},{"code":"diastolic_bp","value":84}]}"#,
+    );
+    assert_eq!(status, 202);
+    assert_eq!(body["duplicates"], 1);
+    assert_eq!(observations(&server, &w.token, "p2").len(), 1);
+
+    // Everything rejected: 422 with the reasons, as problem+json.
+    let (status, body) = post_obs(
+        &server,
+        "cuff-1",
+        "cuff-1",
+        &secret,
+        r#"{"obs":[{"code":"spo2","value":140}]}"#,
+    );
+    assert_eq!(status, 422);
+    assert_eq!(body["rejected"][0]["kind"], "implausible_value");
+    // Malformed JSON: 400 with where it broke.
+    let (status, body) = post_obs(
+        &server,
+        "cuff-1",
+        "cuff-1",
+        &secret,
+        r#"{"obs":[{"code":"spo2","#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("line"), "{body}");
+    // Oversized: 413.
+    let huge = format!(r#"{{"obs":[],"pad":"{}"}}"#, "x".repeat(400 * 1024));
+    let (status, _) = post_obs(&server, "cuff-1", "cuff-1", &secret, huge);
+    assert_eq!(status, 413);
+    // Wrong secret, unknown device, another device's URL, a user token instead of device credentials.
+    assert_eq!(post_obs(&server, "cuff-1", "cuff-1", "wrong", "{}").0, 401);
+    assert_eq!(post_obs(&server, "ghost", "ghost", &secret, "{}").0, 401);
+    let other = w.add_device("cuff-2", "p1");
+    assert_eq!(post_obs(&server, "cuff-1", "cuff-2", &other, "{}").0, 403);
+    let resp = client()
+        .post(format!("{}/api/v1/devices/cuff-1/obs", server.http))
+        .bearer_auth(&w.token)
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+
+    // None of that changed what is stored.
+    assert_eq!(observations(&server, &w.token, "p2").len(), 1);
+    assert_eq!(observations(&server, &w.token, "p1").len(), 0);
+}
+
+#[test]
+fn mqtt_refuses_strangers_and_other_devices_topics_and_reports_rejections() {
+    let w = ward();
+    let secret = w.add_device("ox-1", "p1");
+    let other = w.add_device("ox-2", "p2");
+    let server = Server::start(w.dir.path());
+    let port = server.mqtt_port;
+
+    // Wrong secret and unknown device: the CONNECT is refused.
+    let out = mosquitto_pub(
+        port,
+        "ox-1",
+        "wrong",
+        "vigil/v1/devices/ox-1/obs",
+        "{}",
+        &[],
+    );
+    assert!(!out.status.success());
+    let out = mosquitto_pub(
+        port,
+        "ghost",
+        &secret,
+        "vigil/v1/devices/ghost/obs",
+        "{}",
+        &[],
+    );
+    assert!(!out.status.success());
+
+    // Subscribe to our own errors topic with mosquitto_sub, then send a bad reading.
+    let sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            "ox-1",
+            "-P",
+            &secret,
+        ])
+        .args(["-t", "vigil/v1/devices/ox-1/errors", "-C", "1", "-W", "10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = mosquitto_pub(
+        port,
+        "ox-1",
+        &secret,
+        "vigil/v1/devices/ox-1/obs",
+        r#"{"obs":[{"code":"spo2","value":97},{"code":"spo2","value":"high"}]}"#,
+        &[],
+    );
+    assert!(out.status.success());
+    let report = sub.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).expect("an error report arrived");
+    assert_eq!(report["accepted"], 1);
+    assert_eq!(report["rejected"][0]["pointer"], "/obs/1");
+
+    // Publishing to another device's topic: MQTT 5 gets a negative PUBACK; nothing is stored.
+    let out = mosquitto_pub(
+        port,
+        "ox-1",
+        &secret,
+        "vigil/v1/devices/ox-2/obs",
+        r#"{"obs":[{"code":"spo2","value":91}]}"#,
+        &["-V", "5"],
+    );
+    let _ = out;
+    // And a subscription to another device's topics is refused.
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            "ox-1",
+            "-P",
+            &secret,
+        ])
+        .args(["-t", "vigil/v1/devices/ox-2/#", "-C", "1", "-W", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() || out.stdout.is_empty());
+    let _ = other;
+    assert_eq!(
+        observations(&server, &w.token, "p2").len(),
+        0,
+        "nothing reached ox-2's patient"
+    );
+    assert_eq!(observations(&server, &w.token, "p1").len(), 1);
+
+    // The refusals are counted.
+    let metrics = client()
+        .get(format!("{}/metrics", server.http))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("vigil_mqtt_refused_total{reason=\"foreign_topic\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vigil_mqtt_refused_total{reason=\"bad_secret\"}"));
+    assert!(
+        metrics.contains("vigil_readings_rejected_total{source=\"mqtt\",reason=\"not_a_number\"}")
+            || metrics.contains("vigil_readings_rejected_total{source=\"mqtt\""),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn acknowledged_readings_survive_a_crash_and_a_restart() {
+    let w = ward();
+    let secret = w.add_device("mon-9", "p1");
+    let server = Server::start(w.dir.path());
+    for i in 0..20 {
+        let body = json!({"ts": 1_763_720_000_000_i64 + i * 1000, "obs": [{"code": "heart_rate", "value": 60 + i}]}).to_string();
+        let out = mosquitto_pub(
+            server.mqtt_port,
+            "mon-9",
+            &secret,
+            "vigil/v1/devices/mon-9/obs",
+            &body,
+            &[],
+        );
+        assert!(out.status.success());
+    }
+    // Killed without warning right after the acknowledgements.
+    server.kill();
+    let server = Server::start(w.dir.path());
+    assert_eq!(observations(&server, &w.token, "p1").len(), 20);
+    server.stop();
+    let server = Server::start(w.dir.path());
+    assert_eq!(
+        observations(&server, &w.token, "p1").len(),
+        20,
+        "and after a graceful restart"
+    );
+}
+
+#[test]
+fn the_api_needs_a_token_and_errors_are_operation_outcomes() {
+    let w = ward();
+    let server = Server::start(w.dir.path());
+    let resp = client()
+        .get(format!("{}/fhir/Observation?patient=p1", server.http))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    let resp = client()
+        .get(format!("{}/fhir/Patient/p1", server.http))
+        .bearer_auth("not-a-token")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let (status, metadata) = fhir_get(&server, &w.token, "/fhir/metadata");
+    assert_eq!(status, 200);
+    assert_eq!(metadata["resourceType"], "CapabilityStatement");
+    assert_eq!(metadata["fhirVersion"], "4.0.1");
+
+    let (status, outcome) = fhir_get(&server, &w.token, "/fhir/Patient/nobody");
+    assert_eq!(status, 404);
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let (status, outcome) = fhir_get(
+        &server,
+        &w.token,
+        "/fhir/Observation?patient=p1&date=xx2026",
+    );
+    assert_eq!(status, 400, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+
+    // Patients: search by identifier (MRN) and name, create and update.
+    let (_, bundle) = fhir_get(&server, &w.token, "/fhir/Patient?identifier=MRN-1");
+    assert_eq!(bundle["entry"][0]["resource"]["id"], "p1");
+    let (_, bundle) = fhir_get(&server, &w.token, "/fhir/Patient?name=novak");
+    assert_eq!(bundle["entry"][0]["resource"]["id"], "p2");
+    let created = client()
+        .post(format!("{}/fhir/Patient", server.http))
+        .bearer_auth(&w.token)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "id": "p3", "name": [{"family": "Osei", "given": ["Kofi"]}], "gender": "male", "birthDate": "1950-02-03"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    assert!(created.headers().get("location").is_some());
+    let (status, p3) = fhir_get(&server, &w.token, "/fhir/Patient/p3");
+    assert_eq!(status, 200);
+    assert_eq!(p3["birthDate"], "1950-02-03");
+
+    // A patient token sees only its own record.
+    let own = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "patient",
+        "--subject",
+        "p1",
+    ])
+    .trim()
+    .to_owned();
+    assert_eq!(fhir_get(&server, &own, "/fhir/Patient/p1").0, 200);
+    assert_eq!(fhir_get(&server, &own, "/fhir/Patient/p2").0, 403);
+    assert_eq!(
+        fhir_get(&server, &own, "/fhir/Observation?patient=p2").0,
+        403
+    );
+}
+
+#[test]
+fn operator_cli_refuses_bad_input_clearly() {
+    let w = ward();
+    let err = vigil_fails(&[
+        "patient",
+        "add",
+        "--data-dir",
+        w.data(),
+        "--id",
+        "p1",
+        "--name",
+        "Again",
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = vigil_fails(&["device", "add", "--data-dir", w.data(), "--id", "a/b"]);
+    assert!(err.contains("invalid device id"), "{err}");
+    let err = vigil_fails(&[
+        "device",
+        "add",
+        "--data-dir",
+        w.data(),
+        "--id",
+        "d9",
+        "--patient",
+        "nobody",
+    ]);
+    assert!(err.contains("no patient"), "{err}");
+    let err = vigil_fails(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "king",
+        "--subject",
+        "x",
+    ]);
+    assert!(err.contains("unknown role"), "{err}");
+    let help = vigil(&["--help"]);
+    for cmd in [
+        "serve", "demo", "patient", "device", "token", "sim", "bench",
+    ] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
