@@ -116,13 +116,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     );
     println!();
-    println!("  Clinician token (12 h):");
-    println!("  {token}");
+    println!("  Clinician token (12 h), ready to paste into another terminal:");
+    println!("  export TOKEN={token}");
     println!();
-    println!("  Try:");
-    println!(
-        "  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Observation?patient=pat-004&code=http://loinc.org|8867-4&_sort=-date&_count=5'"
-    );
+    println!("  Then try:");
+    for example in [
+        format!(
+            "curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Observation?patient=pat-004&code=http://loinc.org|8867-4&_sort=-date&_count=5'"
+        ),
+        format!("curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Patient?name=havel'"),
+        format!("curl -s '{base}/metrics' | grep vigil_readings"),
+    ] {
+        println!("  {example}");
+    }
     let sick: Vec<String> = patients
         .iter()
         .filter(|p| p.scenario.name() != "stable")
