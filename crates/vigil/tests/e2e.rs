@@ -506,16 +506,31 @@ fn mqtt_refuses_strangers_and_other_devices_topics_and_reports_rejections() {
     assert_eq!(report["accepted"], 1);
     assert_eq!(report["rejected"][0]["pointer"], "/obs/1");
 
-    // Publishing to another device's topic: MQTT 5 gets a negative PUBACK; nothing is stored.
+    // Publishing to another device's topic: MQTT 5 gets a negative PUBACK (0x87, "not
+    // authorized"); MQTT 3.1.1, which has no negative PUBACK, has its connection closed.
+    let foreign = r#"{"obs":[{"code":"spo2","value":91}]}"#;
     let out = mosquitto_pub(
         port,
         "ox-1",
         &secret,
         "vigil/v1/devices/ox-2/obs",
-        r#"{"obs":[{"code":"spo2","value":91}]}"#,
-        &["-V", "5"],
+        foreign,
+        &["-V", "5", "-d"],
     );
-    let _ = out;
+    let debug = String::from_utf8_lossy(&out.stdout);
+    assert!(debug.contains("RC:135"), "{debug}");
+    let out = mosquitto_pub(
+        port,
+        "ox-1",
+        &secret,
+        "vigil/v1/devices/ox-2/obs",
+        foreign,
+        &[],
+    );
+    assert!(
+        !out.status.success(),
+        "the MQTT 3.1.1 connection must be closed"
+    );
     // And a subscription to another device's topics is refused.
     let out = Command::new("mosquitto_sub")
         .args([
@@ -532,12 +547,13 @@ fn mqtt_refuses_strangers_and_other_devices_topics_and_reports_rejections() {
         .output()
         .unwrap();
     assert!(!out.status.success() || out.stdout.is_empty());
-    let _ = other;
-    assert_eq!(
-        observations(&server, &w.token, "p2").len(),
-        0,
-        "nothing reached ox-2's patient"
-    );
+    // ox-2 itself is unaffected and still publishes.
+    let own = r#"{"obs":[{"code":"spo2","value":95}]}"#;
+    let out = mosquitto_pub(port, "ox-2", &other, "vigil/v1/devices/ox-2/obs", own, &[]);
+    assert!(out.status.success());
+    let p2 = observations(&server, &w.token, "p2");
+    assert_eq!(p2.len(), 1, "only ox-2's own reading reached its patient");
+    assert_eq!(p2[0]["valueQuantity"]["value"], 95);
     assert_eq!(observations(&server, &w.token, "p1").len(), 1);
 
     // The refusals are counted.
@@ -553,8 +569,7 @@ fn mqtt_refuses_strangers_and_other_devices_topics_and_reports_rejections() {
     );
     assert!(metrics.contains("vigil_mqtt_refused_total{reason=\"bad_secret\"}"));
     assert!(
-        metrics.contains("vigil_readings_rejected_total{source=\"mqtt\",reason=\"not_a_number\"}")
-            || metrics.contains("vigil_readings_rejected_total{source=\"mqtt\""),
+        metrics.contains("vigil_readings_rejected_total{source=\"mqtt\",reason=\"wrong_type\"} 1"),
         "{metrics}"
     );
 }
@@ -706,4 +721,66 @@ fn operator_cli_refuses_bad_input_clearly() {
     ] {
         assert!(help.contains(cmd), "{help}");
     }
+}
+
+#[test]
+fn the_simulator_drives_a_ward_and_a_load_through_the_broker() {
+    let w = ward();
+    let mut creds = String::new();
+    for (device, patient) in [("sim-1", "p1"), ("sim-2", "p2")] {
+        let secret = w.add_device(device, patient);
+        creds.push_str(&format!("{device} {secret}\n"));
+    }
+    let creds_file = w.dir.path().join("devices.txt");
+    std::fs::write(&creds_file, creds).unwrap();
+    let server = Server::start(w.dir.path());
+    let url = format!("mqtt://127.0.0.1:{}", server.mqtt_port);
+    let creds_path = creds_file.to_str().unwrap();
+
+    // Ward mode: realistic vital signs from each device.
+    let out = vigil(&[
+        "sim",
+        "--mqtt-url",
+        &url,
+        "--devices",
+        "2",
+        "--rate",
+        "5",
+        "--duration",
+        "2",
+        "--credentials",
+        creds_path,
+    ]);
+    let acknowledged: u64 = out
+        .split("acknowledged ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output: {out}"));
+    assert!(acknowledged >= 2, "{out}");
+    let hr = observations(&server, &w.token, "p1");
+    assert!(
+        hr.iter()
+            .any(|o| o["code"]["coding"][0]["code"] == "8867-4"),
+        "heart rate from the simulated monitor"
+    );
+
+    // Load mode: throughput and latency printed.
+    let out = vigil(&[
+        "sim",
+        "--load",
+        "--mqtt-url",
+        &url,
+        "--devices",
+        "2",
+        "--rate",
+        "50",
+        "--duration",
+        "1",
+        "--credentials",
+        creds_path,
+    ]);
+    assert!(out.contains("messages/s") && out.contains("p99"), "{out}");
+    let err = vigil_fails(&["sim", "--mqtt-url", "http://x", "--devices", "1"]);
+    assert!(err.contains("mqtt://"), "{err}");
 }
