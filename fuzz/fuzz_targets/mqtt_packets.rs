@@ -16,7 +16,8 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use vigil_server::sources::mqtt::wire::{Protocol, WireError, read, read_connect};
 
-/// The broker's packet limit is configurable; a small one makes the size checks reachable.
+/// The broker takes its packet limit as a parameter (300 KiB by default); a small one makes the
+/// size checks reachable.
 const MAX_SIZE: usize = 4096;
 /// A fixed header is at most 5 bytes (type and flags, then a remaining length of up to 4 bytes).
 const MAX_FIXED_HEADER: usize = 5;
@@ -57,7 +58,10 @@ fuzz_target!(|bytes: &[u8]| {
         let before = buf.len();
         match read_connect(&mut buf, MAX_SIZE) {
             Ok(Some(connect)) => {
-                assert!(buf.len() < before, "a CONNECT was read without consuming bytes");
+                assert!(
+                    buf.len() < before,
+                    "a CONNECT was read without consuming bytes"
+                );
                 read_all(connect.protocol, &mut buf);
             }
             Ok(None) => check_needs_more(&buf, before),

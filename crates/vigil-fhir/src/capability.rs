@@ -46,13 +46,15 @@ fn interactions(codes: &[&str]) -> Value {
 }
 
 fn resource(kind: &str, codes: &[&str], search_params: Vec<Value>) -> Value {
+    // A PUT to an id that does not exist yet creates the resource (FHIR update-as-create).
+    let update_create = codes.contains(&"update");
     json!({
         "type": kind,
         "profile": format!("http://hl7.org/fhir/StructureDefinition/{kind}"),
         "interaction": interactions(codes),
         "versioning": "no-version",
         "readHistory": false,
-        "updateCreate": false,
+        "updateCreate": update_create,
         "conditionalCreate": false,
         "conditionalRead": "not-supported",
         "conditionalUpdate": false,
@@ -198,8 +200,8 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
                 OperationOutcome naming them (strict handling); _format accepts JSON only; \
                 _pretty is honoured.",
             "security": {
-                "description": "Every request needs an 'Authorization: Bearer <token>' header. \
-                    SMART on FHIR is not offered.",
+                "description": "Every request except GET /metadata needs an 'Authorization: Bearer <token>' \
+                    header (tokens from `vigil token issue`). SMART on FHIR is not offered yet.",
             },
             "resource": [patient, device, observation],
         }],

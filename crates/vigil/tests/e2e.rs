@@ -427,8 +427,17 @@ fn http_ingest_answers_after_commit_and_explains_rejections() {
     assert!(body["detail"].as_str().unwrap().contains("line"), "{body}");
     // Oversized: 413.
     let huge = format!(r#"{{"obs":[],"pad":"{}"}}"#, "x".repeat(400 * 1024));
-    let (status, _) = post_obs(&server, "cuff-1", "cuff-1", &secret, huge);
+    let (status, body) = post_obs(&server, "cuff-1", "cuff-1", &secret, huge);
     assert_eq!(status, 413);
+    assert_eq!(body["type"], "urn:vigil:problem:too_large", "{body}");
+    // Just over the decoder's limit: the same answer.
+    let just_over = format!(r#"{{"obs":[],"pad":"{}"}}"#, "x".repeat(256 * 1024 - 10));
+    let (status, body) = post_obs(&server, "cuff-1", "cuff-1", &secret, just_over);
+    assert_eq!(status, 413);
+    assert!(
+        body["detail"].as_str().unwrap().contains("262144"),
+        "{body}"
+    );
     // Wrong secret, unknown device, another device's URL, a user token instead of device credentials.
     assert_eq!(post_obs(&server, "cuff-1", "cuff-1", "wrong", "{}").0, 401);
     assert_eq!(post_obs(&server, "ghost", "ghost", &secret, "{}").0, 401);

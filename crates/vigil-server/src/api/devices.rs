@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -42,11 +43,31 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), pass.to_owned()))
 }
 
+/// A body that could not be read (over the size limit, cut off) as problem+json.
+fn body_problem(rejection: &BytesRejection, max: usize) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        telemetry::message_rejected("http", "too_large");
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("The body is larger than the limit of {max} bytes."),
+        )
+        .into_response()
+    } else {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable-body",
+            "The request body could not be read.",
+        )
+        .into_response()
+    }
+}
+
 pub async fn post_readings(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some((user, secret)) = basic_credentials(&headers) else {
         return unauthorized(
@@ -86,6 +107,10 @@ pub async fn post_readings(
         None => return unauthorized("unknown_device", "Wrong device id or secret."),
     }
 
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_problem(&rejection, state.limits.max_bytes),
+    };
     match pipeline::ingest_device_message(&state.ingest, &state.limits, "http", &device, &body)
         .await
     {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -78,6 +79,8 @@ enum ApiError {
     NotFound(String),
     Forbidden(&'static str),
     Unauthenticated(Unauthenticated),
+    /// The request body could not be read (too large, cut off).
+    Body(BytesRejection),
     Internal,
 }
 
@@ -164,6 +167,18 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(what) => outcome(StatusCode::NOT_FOUND, IssueType::NotFound, &what),
             ApiError::Forbidden(why) => outcome(StatusCode::FORBIDDEN, IssueType::Forbidden, why),
             ApiError::Unauthenticated(u) => u.into_response(),
+            ApiError::Body(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                outcome(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    IssueType::TooLong,
+                    "the request body is larger than the server accepts",
+                )
+            }
+            ApiError::Body(_) => outcome(
+                StatusCode::BAD_REQUEST,
+                IssueType::Structure,
+                "the request body could not be read",
+            ),
             ApiError::Internal => outcome(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 IssueType::Exception,
@@ -252,7 +267,15 @@ async fn search_patients(
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
-    let search = vigil_fhir::parse_patient_search(&raw)?;
+    let mut search = vigil_fhir::parse_patient_search(&raw)?;
+    // A patient-role caller is looked up, not filtered out of a page of everyone: the page is
+    // taken by id before the filter below, so their own record was usually not on it.
+    if let Some(own) = caller.restricted_to()
+        && search.identifier.is_none()
+        && let Ok(own) = PatientId::new(own)
+    {
+        search.identifier = Some(PatientIdentifier::Id(own));
+    }
     let (count, offset) = (search.count, search.offset);
     let name = search.name.clone();
     let identifier = search.identifier.clone();
@@ -332,9 +355,10 @@ fn new_patient_id() -> PatientId {
 async fn create_patient(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let body = body.map_err(ApiError::Body)?;
     if !caller.may_write_patients() {
         return Err(ApiError::Forbidden("this role may not create patients"));
     }
@@ -353,9 +377,10 @@ async fn update_patient(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let body = body.map_err(ApiError::Body)?;
     if !caller.may_write_patients() {
         return Err(ApiError::Forbidden("this role may not change patients"));
     }

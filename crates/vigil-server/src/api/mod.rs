@@ -55,16 +55,16 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the store answers; says why not otherwise (no patient data involved).
+/// Ready when the store answers.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.stats()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {e}\n"),
-        )
-            .into_response(),
+        Ok(Err(e)) => {
+            // The detail goes to the operator's log, not to whoever asks the endpoint.
+            tracing::warn!(error = %e, "readiness check: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store check failed\n").into_response(),
     }
 }

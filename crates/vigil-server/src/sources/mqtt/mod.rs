@@ -366,7 +366,7 @@ impl Connection {
                 if !self.handle(packet, ctx, &mut inflight, stream).await? {
                     // Finish what is in flight so every committed reading is acknowledged.
                     while let Some(done) = inflight.next().await {
-                        self.complete(done, ctx)?;
+                        self.finish(done, ctx, stream).await?;
                     }
                     self.flush(stream).await?;
                     return Ok(());
@@ -379,7 +379,7 @@ impl Connection {
                 biased;
                 _ = shutdown.cancelled() => {
                     while let Some(done) = inflight.next().await {
-                        self.complete(done, ctx)?;
+                        self.finish(done, ctx, stream).await?;
                     }
                     self.close_with(stream, DisconnectReason::ServerShuttingDown).await?;
                     return Ok(());
@@ -389,10 +389,10 @@ impl Connection {
                     return Err("session taken over".into());
                 }
                 Some(done) = inflight.next(), if !inflight.is_empty() => {
-                    self.complete(done, ctx)?;
+                    self.finish(done, ctx, stream).await?;
                     // Acknowledge everything else that is already done in one write.
                     while let Some(Some(done)) = inflight.next().now_or_never() {
-                        self.complete(done, ctx)?;
+                        self.finish(done, ctx, stream).await?;
                     }
                 }
                 Some(packet) = outbound_rx.recv() => {
@@ -405,7 +405,10 @@ impl Connection {
                         Err(e) => return Err(e.to_string()),
                     }
                 }
-                _ = sleep_until(idle_deadline) => {
+                // Only while the socket is being read: during backpressure the client's packets
+                // (PINGREQs too) wait unread in the socket, and silence is ours, not the client's.
+                // Once reading resumes, `biased` reads what waited before this can fire.
+                _ = sleep_until(idle_deadline), if can_read => {
                     telemetry::mqtt_refused("keep_alive_timeout");
                     self.close_with(stream, DisconnectReason::KeepAliveTimeout).await?;
                     return Err("keep-alive expired".into());
@@ -430,6 +433,14 @@ impl Connection {
                 pkid,
                 payload,
             } => {
+                // MQTT 5 §3.3.2.3.4: an alias of 0 or above the maximum the CONNACK gave is a
+                // protocol error. Checking it also bounds the alias table a client can grow.
+                if topic_alias.is_some_and(|a| a == 0 || a > wire::TOPIC_ALIAS_MAX) {
+                    telemetry::mqtt_refused("topic_alias_invalid");
+                    self.close_with(stream, DisconnectReason::TopicAliasInvalid)
+                        .await?;
+                    return Err("topic alias out of range".into());
+                }
                 let topic = match (topic.is_empty(), topic_alias) {
                     (false, Some(alias)) => {
                         self.aliases.insert(alias, topic.clone());
@@ -532,6 +543,21 @@ impl Connection {
             }
         }
         Ok(true)
+    }
+
+    /// [`Connection::complete`], but when a commit failed, first sends the acknowledgements of
+    /// the publishes before it that did commit, so the device resends only what was not stored.
+    async fn finish(
+        &mut self,
+        done: PublishDone,
+        ctx: &BrokerContext,
+        stream: &mut TcpStream,
+    ) -> Result<(), String> {
+        if let Err(e) = self.complete(done, ctx) {
+            let _ = self.flush(stream).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Acknowledges one finished publish, in order. A failed commit closes the connection without

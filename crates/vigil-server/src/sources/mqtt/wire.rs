@@ -6,6 +6,9 @@ use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::{self as mb4, v4};
 use rumqttc::v5::mqttbytes::{self as mb5, v5};
 
+/// Most topic aliases an MQTT 5 client may set on one connection (CONNACK "Topic Alias Maximum").
+pub const TOPIC_ALIAS_MAX: u16 = 16;
+
 /// Protocol version, chosen by the client's CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -113,6 +116,7 @@ pub enum DisconnectReason {
     SessionTakenOver,
     ServerShuttingDown,
     KeepAliveTimeout,
+    TopicAliasInvalid,
     UnspecifiedError,
 }
 
@@ -128,6 +132,22 @@ pub enum WireError {
     UnsupportedProtocol(u8),
     #[error("packet larger than the {0}-byte limit")]
     TooLarge(usize),
+    /// A complete packet whose fields run past its remaining length (a string, property or
+    /// packet identifier cut short).
+    #[error("malformed packet: a field runs past the end of the packet")]
+    Truncated,
+}
+
+/// rumqttc answers `InsufficientBytes` both for an incomplete frame, having consumed nothing (wait
+/// for more bytes), and for a field running past the end of a complete frame, having already
+/// split that frame off the buffer. The second is a malformed packet: taking it for "need more"
+/// would silently drop the packet, or take whatever follows a bad CONNECT for the CONNECT.
+fn need_more<T>(buf: &BytesMut, len_before: usize) -> Result<Option<T>, WireError> {
+    if buf.len() == len_before {
+        Ok(None)
+    } else {
+        Err(WireError::Truncated)
+    }
 }
 
 /// The protocol level byte of a CONNECT at the start of `buf`, once enough bytes are there.
@@ -166,6 +186,7 @@ pub fn read_connect(buf: &mut BytesMut, max_size: usize) -> Result<Option<Connec
         }
         return Ok(None);
     };
+    let len_before = buf.len();
     match level {
         4 => match v4::Packet::read(buf, max_size) {
             Ok(v4::Packet::Connect(c)) => Ok(Some(Connect {
@@ -177,7 +198,7 @@ pub fn read_connect(buf: &mut BytesMut, max_size: usize) -> Result<Option<Connec
                 has_will: c.last_will.is_some(),
             })),
             Ok(_) => Err(WireError::NotConnect),
-            Err(mb4::Error::InsufficientBytes(_)) => Ok(None),
+            Err(mb4::Error::InsufficientBytes(_)) => need_more(buf, len_before),
             Err(mb4::Error::PayloadSizeLimitExceeded(_)) => Err(WireError::TooLarge(max_size)),
             Err(e) => Err(WireError::V4(e)),
         },
@@ -191,7 +212,7 @@ pub fn read_connect(buf: &mut BytesMut, max_size: usize) -> Result<Option<Connec
                 has_will: will.is_some(),
             })),
             Ok(_) => Err(WireError::NotConnect),
-            Err(mb5::Error::InsufficientBytes(_)) => Ok(None),
+            Err(mb5::Error::InsufficientBytes(_)) => need_more(buf, len_before),
             Err(mb5::Error::PayloadSizeLimitExceeded { .. }) => Err(WireError::TooLarge(max_size)),
             Err(e) => Err(WireError::V5(e)),
         },
@@ -212,16 +233,24 @@ pub fn read(
     buf: &mut BytesMut,
     max_size: usize,
 ) -> Result<Option<Inbound>, WireError> {
+    let len_before = buf.len();
     match protocol {
         Protocol::V311 => match v4::Packet::read(buf, max_size) {
             Ok(p) => Ok(Some(from_v4(p))),
-            Err(mb4::Error::InsufficientBytes(_)) => Ok(None),
+            Err(mb4::Error::InsufficientBytes(_)) => need_more(buf, len_before),
             Err(mb4::Error::PayloadSizeLimitExceeded(_)) => Err(WireError::TooLarge(max_size)),
             Err(e) => Err(WireError::V4(e)),
         },
+        // MQTT 5 §3.14.2.1: a DISCONNECT with reason 0x00 and no properties may have a remaining
+        // length of 0, as rumqttc and mosquitto send it; rumqttc's reader refuses every empty
+        // packet but PINGREQ/PINGRESP, so it is recognised here.
+        Protocol::V5 if buf.starts_with(&[0xE0, 0x00]) => {
+            let _ = buf.split_to(2);
+            Ok(Some(Inbound::Disconnect))
+        }
         Protocol::V5 => match v5::Packet::read(buf, Some(max_size as u32)) {
             Ok(p) => Ok(Some(from_v5(p))),
-            Err(mb5::Error::InsufficientBytes(_)) => Ok(None),
+            Err(mb5::Error::InsufficientBytes(_)) => need_more(buf, len_before),
             Err(mb5::Error::PayloadSizeLimitExceeded { .. }) => Err(WireError::TooLarge(max_size)),
             Err(e) => Err(WireError::V5(e)),
         },
@@ -308,10 +337,17 @@ pub fn write(protocol: Protocol, packet: Outbound, out: &mut BytesMut) {
             Some(p) => p.write(out, max).map(|_| ()).map_err(WireError::V4),
             None => Ok(()),
         },
-        Protocol::V5 => to_v5(packet)
-            .write(out, None)
-            .map(|_| ())
-            .map_err(WireError::V5),
+        Protocol::V5 => match to_v5(packet) {
+            // Written by hand (MQTT 5 §3.14: reason code, then an empty property list): rumqttc
+            // 0.25 encodes a DISCONNECT without properties with a stray 0x00 after the packet,
+            // and one with empty properties without its reason code. Clients then saw a parse
+            // error, or a normal disconnection, instead of the reason.
+            v5::Packet::Disconnect(d) => {
+                out.extend_from_slice(&[0xE0, 0x02, d.reason_code as u8, 0x00]);
+                Ok(())
+            }
+            p => p.write(out, None).map(|_| ()).map_err(WireError::V5),
+        },
     };
     if let Err(e) = result {
         // Only our own packets are written here; failing to encode one is a bug worth a log line.
@@ -392,7 +428,7 @@ fn to_v5(packet: Outbound) -> v5::Packet {
                 retain_available: Some(0),
                 max_packet_size: Some(max_packet_size),
                 assigned_client_identifier: None,
-                topic_alias_max: Some(16),
+                topic_alias_max: Some(TOPIC_ALIAS_MAX),
                 reason_string: None,
                 user_properties: Vec::new(),
                 wildcard_subscription_available: Some(1),
@@ -475,6 +511,7 @@ fn to_v5(packet: Outbound) -> v5::Packet {
                     v5::DisconnectReasonCode::ServerShuttingDown
                 }
                 DisconnectReason::KeepAliveTimeout => v5::DisconnectReasonCode::KeepAliveTimeout,
+                DisconnectReason::TopicAliasInvalid => v5::DisconnectReasonCode::TopicAliasInvalid,
                 DisconnectReason::UnspecifiedError => v5::DisconnectReasonCode::UnspecifiedError,
             },
             properties: None,
@@ -538,6 +575,85 @@ mod tests {
             read_connect(&mut buf, 1024),
             Err(WireError::UnsupportedProtocol(3))
         ));
+    }
+
+    #[test]
+    fn a_v5_disconnect_with_a_reason_is_exactly_one_packet() {
+        for reason in [
+            DisconnectReason::ProtocolError,
+            DisconnectReason::PacketTooLarge,
+            DisconnectReason::NotAuthorized,
+            DisconnectReason::SessionTakenOver,
+            DisconnectReason::ServerShuttingDown,
+            DisconnectReason::KeepAliveTimeout,
+            DisconnectReason::TopicAliasInvalid,
+            DisconnectReason::UnspecifiedError,
+        ] {
+            let mut out = BytesMut::new();
+            write(Protocol::V5, Outbound::Disconnect(reason), &mut out);
+            let Ok(v5::Packet::Disconnect(d)) = v5::Packet::read(&mut out, None) else {
+                panic!("{reason:?} is not a readable DISCONNECT");
+            };
+            assert_eq!(
+                v5::Packet::Disconnect(d),
+                to_v5(Outbound::Disconnect(reason)),
+                "the reason code survives"
+            );
+            assert!(out.is_empty(), "{reason:?} left {out:?} behind");
+        }
+    }
+
+    #[test]
+    fn a_v5_disconnect_without_reason_code_is_a_clean_disconnect() {
+        let mut buf = BytesMut::from(&[0xE0u8, 0x00, 0xC0, 0x00][..]);
+        assert_eq!(
+            read(Protocol::V5, &mut buf, 1024).unwrap(),
+            Some(Inbound::Disconnect)
+        );
+        assert_eq!(
+            read(Protocol::V5, &mut buf, 1024).unwrap(),
+            Some(Inbound::PingReq)
+        );
+        let mut buf = BytesMut::from(&[0xE0u8][..]);
+        assert_eq!(read(Protocol::V5, &mut buf, 1024).unwrap(), None);
+    }
+
+    /// Found by `fuzz/fuzz_targets/mqtt_packets.rs`: in MQTT 5, a property length (a variable
+    /// byte integer) cut short by the end of a complete packet makes rumqttc answer
+    /// `InsufficientBytes`, after it has split the packet off the buffer. Read as "need more
+    /// bytes", the packet vanished without an error and, for a CONNECT, whatever came next would
+    /// have been read as the CONNECT.
+    #[test]
+    fn a_packet_whose_fields_run_past_its_end_is_malformed_not_incomplete() {
+        // The fuzzer's input: an UNSUBSCRIBE of remaining length 3 whose property length (0xFD)
+        // announces a continuation byte the packet does not have.
+        let mut buf = BytesMut::from(&[0xAAu8, 0x03, 0xEB, 0xA1, 0xFD][..]);
+        assert!(matches!(
+            read(Protocol::V5, &mut buf, 4096),
+            Err(WireError::Truncated)
+        ));
+        // A QoS 0 PUBLISH to "a" ending in a property length of 0x80; a PINGREQ follows.
+        let mut buf = BytesMut::from(&[0x30u8, 0x04, 0x00, 0x01, b'a', 0x80, 0xC0, 0x00][..]);
+        assert!(matches!(
+            read(Protocol::V5, &mut buf, 4096),
+            Err(WireError::Truncated)
+        ));
+        // A CONNECT ending in a property length of 0x80, then a PINGREQ.
+        let mut buf = BytesMut::from(
+            &[
+                0x10u8, 0x0b, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0x80, 0xC0, 0x00,
+            ][..],
+        );
+        assert!(matches!(
+            read_connect(&mut buf, 4096),
+            Err(WireError::Truncated)
+        ));
+        // An incomplete packet still asks for more and leaves the buffer as it was.
+        for protocol in [Protocol::V311, Protocol::V5] {
+            let mut buf = BytesMut::from(&[0x30u8, 0x0a, 0x00, 0x01, b'a'][..]);
+            assert_eq!(read(protocol, &mut buf, 4096).unwrap(), None);
+            assert_eq!(buf.len(), 5);
+        }
     }
 
     #[test]
