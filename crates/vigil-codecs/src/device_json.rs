@@ -44,6 +44,10 @@
 //! | `status`  | string, optional               | FHIR R4 `ObservationStatus` code, default `final`         |
 //! | `quality` | array of strings, optional     | `questionable`, `artifact`, `converted-unit`, `time-from-receipt` |
 //!
+//! Two measurands take other values: `acvpu` (level of consciousness, NEWS2) takes one of the
+//! strings `"A"`, `"C"`, `"V"`, `"P"`, `"U"`; `o2_supplemental` takes `true`/`false` (on oxygen
+//! or on air) or a number, the oxygen flow in L/min. Neither takes a unit with a string or boolean.
+//!
 //! After conversion the value must lie within the measurand's plausible range (inclusive);
 //! outside it the value cannot come from a living patient and is refused as a device fault. A
 //! second reading of the same measurand at the same time as an accepted one is refused as a
@@ -74,8 +78,9 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use vigil_model::waveform::MAX_SAMPLES_PER_SEGMENT;
 use vigil_model::{
-    Instant, Measurand, Measurement, ObservationStatus, QualityFlags, Quantity, Reading, UnitError,
-    WaveformCode, WaveformSegment, assemble_readings, units,
+    Acvpu, Instant, Measurand, MeasuredValue, Measurement, ObservationStatus, QualityFlags,
+    Quantity, Reading, UnitError, ValueKind, WaveformCode, WaveformSegment, assemble_readings,
+    units,
 };
 
 use crate::json::Json;
@@ -252,6 +257,13 @@ pub enum RejectReason {
     MissingValue { sent_null: bool },
     #[error("{0}")]
     UnitMismatch(UnitError),
+    #[error("value {value:?} is not valid; expected {expected}")]
+    InvalidCodedValue {
+        value: String,
+        expected: &'static str,
+    },
+    #[error("unit {unit:?} was sent with a coded or yes/no value, which has no unit")]
+    UnitNotAllowed { unit: String },
     #[error(
         "{} {} {}{} is outside the plausible range {} to {} {}",
         .measurand.short_name(), .value, .measurand.canonical_unit(), sent_as(.sent),
@@ -319,6 +331,8 @@ impl RejectReason {
             RejectReason::UnknownCode { .. } => "unknown_code",
             RejectReason::MissingValue { .. } => "missing_value",
             RejectReason::UnitMismatch(_) => "unit_mismatch",
+            RejectReason::InvalidCodedValue { .. } => "invalid_coded_value",
+            RejectReason::UnitNotAllowed { .. } => "unit_not_allowed",
             RejectReason::ImplausibleValue { .. } => "implausible_value",
             RejectReason::UnknownStatus { .. } => "unknown_status",
             RejectReason::UnknownQualityFlag { .. } => "unknown_quality_flag",
@@ -562,34 +576,19 @@ fn decode_reading(item: &Json<'_>, cx: &Context<'_>) -> Result<Measurement, Reje
             .ok_or_else(|| RejectReason::UnknownCode { code: echo(code) })?,
         Some(other) => return Err(wrong_type("code", "a string", other)),
     };
-    let sent_value = match value {
-        None => return Err(RejectReason::MissingValue { sent_null: false }),
-        Some(Json::Null) => return Err(RejectReason::MissingValue { sent_null: true }),
-        Some(v) => v
-            .as_f64()
-            .ok_or_else(|| wrong_type("value", "a number", v))?,
+    let (value, converted) = match measurand.value_kind() {
+        ValueKind::Quantity => decode_quantity(measurand, value, unit)?,
+        ValueKind::Acvpu => (MeasuredValue::Acvpu(decode_acvpu(value, unit)?), false),
+        ValueKind::OxygenSupport => match value {
+            // Yes/no: on supplemental oxygen or on air.
+            Some(Json::Bool(on)) => {
+                no_unit(unit)?;
+                (MeasuredValue::OnOxygen(*on), false)
+            }
+            // Otherwise a flow in L/min (or a convertible unit).
+            _ => decode_quantity(measurand, value, unit)?,
+        },
     };
-    let (value, converted, sent_unit) = match present(unit) {
-        None => (sent_value, false, None),
-        Some(Json::String(unit)) => {
-            let (value, converted) = units::to_canonical(measurand, sent_value, unit)
-                .map_err(RejectReason::UnitMismatch)?;
-            (value, converted, Some(unit))
-        }
-        Some(other) => return Err(wrong_type("unit", "a UCUM unit string", other)),
-    };
-    let range = measurand.plausible();
-    // `contains` is false for NaN, and ±inf is outside every range.
-    if !(range.min..=range.max).contains(&value) {
-        return Err(RejectReason::ImplausibleValue {
-            measurand,
-            value,
-            sent: match sent_unit {
-                Some(unit) if converted => Some(Quantity::new(sent_value, echo(unit))),
-                _ => None,
-            },
-        });
-    }
     let status = match present(status) {
         None => ObservationStatus::Final,
         Some(Json::String(s)) => ObservationStatus::parse(s)
@@ -635,6 +634,72 @@ fn decode_reading(item: &Json<'_>, cx: &Context<'_>) -> Result<Measurement, Reje
         status,
         quality: flags,
     })
+}
+
+/// A numeric value: converted to the canonical unit, then checked against the plausible range.
+fn decode_quantity(
+    measurand: Measurand,
+    value: Option<&Json<'_>>,
+    unit: Option<&Json<'_>>,
+) -> Result<(MeasuredValue, bool), RejectReason> {
+    let sent_value = match value {
+        None => return Err(RejectReason::MissingValue { sent_null: false }),
+        Some(Json::Null) => return Err(RejectReason::MissingValue { sent_null: true }),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| wrong_type("value", "a number", v))?,
+    };
+    let (value, converted, sent_unit) = match present(unit) {
+        None => (sent_value, false, None),
+        Some(Json::String(unit)) => {
+            let (value, converted) = units::to_canonical(measurand, sent_value, unit)
+                .map_err(RejectReason::UnitMismatch)?;
+            (value, converted, Some(unit))
+        }
+        Some(other) => return Err(wrong_type("unit", "a UCUM unit string", other)),
+    };
+    let range = measurand.plausible();
+    // `contains` is false for NaN, and ±inf is outside every range.
+    if !(range.min..=range.max).contains(&value) {
+        return Err(RejectReason::ImplausibleValue {
+            measurand,
+            value,
+            sent: match sent_unit {
+                Some(unit) if converted => Some(Quantity::new(sent_value, echo(unit))),
+                _ => None,
+            },
+        });
+    }
+    Ok((MeasuredValue::Number(value), converted))
+}
+
+/// A level of consciousness: one of the letters A, C, V, P, U, with no unit.
+fn decode_acvpu(value: Option<&Json<'_>>, unit: Option<&Json<'_>>) -> Result<Acvpu, RejectReason> {
+    no_unit(unit)?;
+    match value {
+        None => Err(RejectReason::MissingValue { sent_null: false }),
+        Some(Json::Null) => Err(RejectReason::MissingValue { sent_null: true }),
+        Some(Json::String(letter)) => {
+            Acvpu::parse(letter).ok_or_else(|| RejectReason::InvalidCodedValue {
+                value: echo(letter),
+                expected: "A (alert), C (new confusion), V (voice), P (pain) or U (unresponsive)",
+            })
+        }
+        Some(other) => Err(wrong_type(
+            "value",
+            "one of the strings \"A\", \"C\", \"V\", \"P\", \"U\"",
+            other,
+        )),
+    }
+}
+
+/// Coded and yes/no values carry no unit; a unit there is a mistake worth naming.
+fn no_unit(unit: Option<&Json<'_>>) -> Result<(), RejectReason> {
+    match present(unit) {
+        None => Ok(()),
+        Some(Json::String(unit)) => Err(RejectReason::UnitNotAllowed { unit: echo(unit) }),
+        Some(other) => Err(wrong_type("unit", "absent for a coded value", other)),
+    }
 }
 
 fn decode_waveform(item: &Json<'_>, cx: &Context<'_>) -> Result<WaveformSegment, RejectReason> {

@@ -111,6 +111,17 @@ fn main() {
     let weight = single(7, Measurand::Weight, 45.359237);
     let height = single(8, Measurand::Height, 172.5);
     let resp_rate = single(9, Measurand::RespRate, 16.0);
+    let consciousness = observation(
+        20,
+        ObservationCode::Single(Measurand::Consciousness),
+        ObservationValue::Acvpu(vigil_model::Acvpu::NewConfusion),
+    );
+    let on_oxygen = observation(
+        21,
+        ObservationCode::Single(Measurand::SupplementalOxygen),
+        ObservationValue::OnOxygen(true),
+    );
+    let oxygen_flow = single(22, Measurand::SupplementalOxygen, 2.0);
     let mut systolic_only = observation(
         10,
         ObservationCode::BloodPressure,
@@ -190,6 +201,9 @@ fn main() {
         observation_to_fhir(&weight),
         observation_to_fhir(&height),
         observation_to_fhir(&resp_rate),
+        observation_to_fhir(&consciousness),
+        observation_to_fhir(&on_oxygen),
+        observation_to_fhir(&oxygen_flow),
         observation_to_fhir(&systolic_only),
         observation_to_fhir(&artifact),
         waveform_to_fhir(&waveform),

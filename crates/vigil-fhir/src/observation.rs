@@ -44,7 +44,10 @@ fn measurand_profile(m: Measurand) -> Option<&'static str> {
         | Measurand::DiastolicBp
         | Measurand::MeanBp
         | Measurand::Glucose
-        | Measurand::Steps => None,
+        | Measurand::Steps
+        // Coded or boolean values: the vital-signs profiles take quantities only.
+        | Measurand::Consciousness
+        | Measurand::SupplementalOxygen => None,
     }
 }
 
@@ -100,7 +103,12 @@ fn component(c: &ObservationComponent) -> Value {
 
 /// The profiles the observation meets, base profile first.
 fn profiles(o: &Observation) -> Vec<String> {
-    if o.code.category() != Category::VitalSigns {
+    if o.code.category() != Category::VitalSigns
+        || matches!(
+            o.value,
+            ObservationValue::Acvpu(_) | ObservationValue::OnOxygen(_)
+        )
+    {
         return Vec::new();
     }
     let specific = match (o.code, &o.value) {
@@ -172,9 +180,27 @@ pub fn observation_to_fhir(o: &Observation) -> Value {
         ObservationValue::Components(parts) => {
             out["component"] = parts.iter().map(component).collect();
         }
+        ObservationValue::Acvpu(level) => {
+            out["valueCodeableConcept"] = json!({
+                "coding": [coding(SYSTEM_ACVPU, level.code(), level.display())],
+                "text": level.display(),
+            });
+        }
+        ObservationValue::OnOxygen(on) => {
+            // LOINC 3151-8 is a flow rate; a yes/no is not one, so only Vigil's own code is claimed.
+            out["code"] = json!({
+                "coding": [coding(SYSTEM_CODE, "o2_supplemental", "On supplemental oxygen")],
+                "text": "On supplemental oxygen",
+            });
+            out["valueBoolean"] = Value::Bool(*on);
+        }
     }
     out
 }
+
+/// Vigil's code system for the ACVPU scale: LOINC's level-of-responsiveness answers (AVPU) have
+/// no "new confusion", which NEWS2 scores.
+pub const SYSTEM_ACVPU: &str = "urn:vigil:acvpu";
 
 /// Prefix of waveform Observation ids, so they never collide with stored observations' ids.
 pub const WAVEFORM_ID_PREFIX: &str = "w-";
@@ -567,5 +593,35 @@ mod tests {
     fn an_empty_segment_has_no_data_string() {
         let v = waveform_to_fhir(&waveform(Vec::new()));
         assert!(v["valueSampledData"].get("data").is_none());
+    }
+
+    #[test]
+    fn consciousness_is_a_coded_exam_finding_without_a_vital_signs_profile() {
+        let mut o = single(Measurand::Consciousness, 0.0);
+        o.value = ObservationValue::Acvpu(vigil_model::Acvpu::Voice);
+        let v = observation_to_fhir(&o);
+        assert_eq!(v["category"][0]["coding"][0]["code"], "exam");
+        assert_eq!(v["code"]["coding"][0]["code"], "67775-7");
+        assert_eq!(
+            v["valueCodeableConcept"]["coding"][0]["system"],
+            SYSTEM_ACVPU
+        );
+        assert_eq!(v["valueCodeableConcept"]["coding"][0]["code"], "V");
+        assert!(v.get("meta").is_none(), "no profile claimed: {v}");
+        assert!(v.get("valueQuantity").is_none());
+    }
+
+    #[test]
+    fn on_oxygen_yes_no_is_a_boolean_under_vigils_own_code() {
+        let mut o = single(Measurand::SupplementalOxygen, 0.0);
+        o.value = ObservationValue::OnOxygen(true);
+        let v = observation_to_fhir(&o);
+        assert_eq!(v["valueBoolean"], true);
+        assert_eq!(codings_of(&v["code"]), [(SYSTEM_CODE, "o2_supplemental")]);
+        assert!(v.get("meta").is_none());
+        // A flow is a quantity under LOINC 3151-8.
+        let v = observation_to_fhir(&single(Measurand::SupplementalOxygen, 2.0));
+        assert_eq!(v["code"]["coding"][0]["code"], "3151-8");
+        assert_eq!(v["valueQuantity"]["code"], "L/min");
     }
 }

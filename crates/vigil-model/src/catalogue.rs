@@ -14,6 +14,8 @@ pub enum Category {
     VitalSigns,
     Laboratory,
     Activity,
+    /// Findings of an examination (FHIR `exam`), e.g. the level of consciousness.
+    Exam,
 }
 
 impl Category {
@@ -22,6 +24,7 @@ impl Category {
             Category::VitalSigns => "vital-signs",
             Category::Laboratory => "laboratory",
             Category::Activity => "activity",
+            Category::Exam => "exam",
         }
     }
     pub fn display(self) -> &'static str {
@@ -29,6 +32,7 @@ impl Category {
             Category::VitalSigns => "Vital Signs",
             Category::Laboratory => "Laboratory",
             Category::Activity => "Activity",
+            Category::Exam => "Exam",
         }
     }
 }
@@ -48,6 +52,21 @@ pub enum Measurand {
     Weight,
     Height,
     Steps,
+    /// Level of consciousness on the ACVPU scale (NEWS2): a coded value, not a quantity.
+    Consciousness,
+    /// Supplemental oxygen: on/off, or the oxygen flow in L/min.
+    SupplementalOxygen,
+}
+
+/// What kind of value a measurand takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// A number in a UCUM unit.
+    Quantity,
+    /// One of A, C, V, P, U.
+    Acvpu,
+    /// A yes/no (on supplemental oxygen or not) or a flow in L/min.
+    OxygenSupport,
 }
 
 /// An IEEE 11073-10101 code: the 32-bit code (partition × 65 536 + term code) and its reference id.
@@ -65,7 +84,7 @@ pub struct PlausibleRange {
 }
 
 impl Measurand {
-    pub const ALL: [Measurand; 11] = [
+    pub const ALL: [Measurand; 13] = [
         Measurand::HeartRate,
         Measurand::RespRate,
         Measurand::Spo2,
@@ -77,7 +96,18 @@ impl Measurand {
         Measurand::Weight,
         Measurand::Height,
         Measurand::Steps,
+        Measurand::Consciousness,
+        Measurand::SupplementalOxygen,
     ];
+
+    /// What kind of value the measurand takes.
+    pub fn value_kind(self) -> ValueKind {
+        match self {
+            Measurand::Consciousness => ValueKind::Acvpu,
+            Measurand::SupplementalOxygen => ValueKind::OxygenSupport,
+            _ => ValueKind::Quantity,
+        }
+    }
 
     /// The short name devices may send instead of a LOINC code (the public payload contract).
     pub fn short_name(self) -> &'static str {
@@ -93,6 +123,8 @@ impl Measurand {
             Measurand::Weight => "weight",
             Measurand::Height => "height",
             Measurand::Steps => "steps",
+            Measurand::Consciousness => "acvpu",
+            Measurand::SupplementalOxygen => "o2_supplemental",
         }
     }
 
@@ -112,6 +144,11 @@ impl Measurand {
             Measurand::Weight => "29463-7",
             Measurand::Height => "8302-2",
             Measurand::Steps => "55423-8",
+            // Level of responsiveness (AVPU); the NEWS2 "new confusion" answer is coded in Vigil's
+            // own ACVPU code system because LOINC's answer list has no C.
+            Measurand::Consciousness => "67775-7",
+            // Inhaled oxygen flow rate.
+            Measurand::SupplementalOxygen => "3151-8",
         }
     }
 
@@ -147,6 +184,8 @@ impl Measurand {
             Measurand::Weight => "Body weight",
             Measurand::Height => "Body height",
             Measurand::Steps => "Number of steps in unspecified time Pedometer",
+            Measurand::Consciousness => "Level of responsiveness",
+            Measurand::SupplementalOxygen => "Inhaled oxygen flow rate",
         }
     }
 
@@ -163,7 +202,9 @@ impl Measurand {
             Measurand::Glucose => (160184, "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"),
             Measurand::Weight => (188736, "MDC_MASS_BODY_ACTUAL"),
             Measurand::Height => (188740, "MDC_LEN_BODY_ACTUAL"),
-            Measurand::Steps => return None,
+            Measurand::Steps | Measurand::Consciousness | Measurand::SupplementalOxygen => {
+                return None;
+            }
         };
         Some(MdcCode { code, refid })
     }
@@ -179,6 +220,9 @@ impl Measurand {
             Measurand::Weight => "kg",
             Measurand::Height => "cm",
             Measurand::Steps => "{steps}",
+            // Coded: no unit. A flow of supplemental oxygen is in L/min.
+            Measurand::Consciousness => "",
+            Measurand::SupplementalOxygen => "L/min",
         }
     }
 
@@ -194,6 +238,8 @@ impl Measurand {
             Measurand::Weight => "kg",
             Measurand::Height => "cm",
             Measurand::Steps => "steps",
+            Measurand::Consciousness => "",
+            Measurand::SupplementalOxygen => "L/min",
         }
     }
 
@@ -214,6 +260,10 @@ impl Measurand {
             Measurand::Weight => (0.2, 700.0),
             Measurand::Height => (20.0, 280.0),
             Measurand::Steps => (0.0, 200_000.0),
+            // Not numeric; the range is never consulted for a coded value.
+            Measurand::Consciousness => (0.0, 0.0),
+            // High-flow nasal oxygen reaches 60–70 L/min.
+            Measurand::SupplementalOxygen => (0.0, 80.0),
         };
         PlausibleRange { min, max }
     }
@@ -222,6 +272,7 @@ impl Measurand {
         match self {
             Measurand::Glucose => Category::Laboratory,
             Measurand::Steps => Category::Activity,
+            Measurand::Consciousness => Category::Exam,
             _ => Category::VitalSigns,
         }
     }

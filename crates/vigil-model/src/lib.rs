@@ -13,12 +13,12 @@ pub mod patient;
 pub mod units;
 pub mod waveform;
 
-pub use catalogue::{Category, Measurand, ObservationCode};
+pub use catalogue::{Category, Measurand, ObservationCode, ValueKind};
 pub use device::{Binding, Device, DeviceKind};
 pub use ids::{DeviceId, IdError, PatientId};
 pub use observation::{
-    Measurement, Observation, ObservationComponent, ObservationId, ObservationStatus,
-    ObservationValue, QualityFlags, Quantity, Reading, assemble_readings,
+    Acvpu, MeasuredValue, Measurement, Observation, ObservationComponent, ObservationId,
+    ObservationStatus, ObservationValue, QualityFlags, Quantity, Reading, assemble_readings,
 };
 pub use patient::{Gender, Patient};
 pub use units::UnitError;

@@ -149,12 +149,70 @@ impl<'de> Deserialize<'de> for QualityFlags {
     }
 }
 
+/// Level of consciousness on the ACVPU scale used by NEWS2 (RCP 2017, Chart 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Acvpu {
+    /// A: alert.
+    Alert,
+    /// C: new confusion (new-onset confusion, disorientation or agitation).
+    NewConfusion,
+    /// V: responds to voice.
+    Voice,
+    /// P: responds to pain.
+    Pain,
+    /// U: unresponsive.
+    Unresponsive,
+}
+
+impl Acvpu {
+    pub const ALL: [Acvpu; 5] = [
+        Acvpu::Alert,
+        Acvpu::NewConfusion,
+        Acvpu::Voice,
+        Acvpu::Pain,
+        Acvpu::Unresponsive,
+    ];
+    /// The one-letter code devices and clinicians use.
+    pub fn code(self) -> &'static str {
+        match self {
+            Acvpu::Alert => "A",
+            Acvpu::NewConfusion => "C",
+            Acvpu::Voice => "V",
+            Acvpu::Pain => "P",
+            Acvpu::Unresponsive => "U",
+        }
+    }
+    pub fn display(self) -> &'static str {
+        match self {
+            Acvpu::Alert => "Alert",
+            Acvpu::NewConfusion => "New confusion",
+            Acvpu::Voice => "Responds to voice",
+            Acvpu::Pain => "Responds to pain",
+            Acvpu::Unresponsive => "Unresponsive",
+        }
+    }
+    /// Parses the one-letter code (upper case, as the payload contract spells it).
+    pub fn parse(code: &str) -> Option<Acvpu> {
+        Self::ALL.into_iter().find(|a| a.code() == code)
+    }
+}
+
+/// The value of one measurement: a number in the measurand's canonical unit, or a coded value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MeasuredValue {
+    /// In `measurand.canonical_unit()`.
+    Number(f64),
+    /// For [`Measurand::Consciousness`].
+    Acvpu(Acvpu),
+    /// For [`Measurand::SupplementalOxygen`] sent as yes/no.
+    OnOxygen(bool),
+}
+
 /// One validated value, in its measurand's canonical unit, at one time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
     pub measurand: Measurand,
-    /// Always in `measurand.canonical_unit()`.
-    pub value: f64,
+    pub value: MeasuredValue,
     pub effective: Instant,
     pub status: ObservationStatus,
     pub quality: QualityFlags,
@@ -172,6 +230,10 @@ pub struct ObservationComponent {
 pub enum ObservationValue {
     Quantity(Quantity),
     Components(Vec<ObservationComponent>),
+    /// Level of consciousness.
+    Acvpu(Acvpu),
+    /// On supplemental oxygen (true) or on air (false).
+    OnOxygen(bool),
 }
 
 /// What a device reported for one observation code at one time, before it is attributed to a
@@ -191,7 +253,18 @@ pub struct Reading {
 pub fn assemble_readings(measurements: Vec<Measurement>) -> Vec<Reading> {
     let mut readings: Vec<Reading> = Vec::with_capacity(measurements.len());
     for m in measurements {
-        let quantity = Quantity::new(m.value, m.measurand.canonical_unit());
+        let number = match m.value {
+            MeasuredValue::Number(n) => n,
+            MeasuredValue::Acvpu(a) => {
+                readings.push(single(&m, ObservationValue::Acvpu(a)));
+                continue;
+            }
+            MeasuredValue::OnOxygen(on) => {
+                readings.push(single(&m, ObservationValue::OnOxygen(on)));
+                continue;
+            }
+        };
+        let quantity = Quantity::new(number, m.measurand.canonical_unit());
         if !m.measurand.is_bp_component() {
             readings.push(Reading {
                 code: ObservationCode::Single(m.measurand),
@@ -233,6 +306,16 @@ pub fn assemble_readings(measurements: Vec<Measurement>) -> Vec<Reading> {
     readings
 }
 
+fn single(m: &Measurement, value: ObservationValue) -> Reading {
+    Reading {
+        code: ObservationCode::Single(m.measurand),
+        value,
+        effective: m.effective,
+        status: m.status,
+        quality: m.quality,
+    }
+}
+
 /// Storage-assigned identity of an Observation (also its FHIR `id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObservationId(pub i64);
@@ -266,7 +349,7 @@ mod tests {
     fn m(measurand: Measurand, value: f64, sec: u32) -> Measurement {
         Measurement {
             measurand,
-            value,
+            value: MeasuredValue::Number(value),
             effective: Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, sec).unwrap(),
             status: ObservationStatus::Final,
             quality: QualityFlags::empty(),
@@ -313,6 +396,29 @@ mod tests {
             m(Measurand::SystolicBp, 129.0, 0),
         ]);
         assert_eq!(readings.len(), 2);
+    }
+
+    #[test]
+    fn coded_values_stay_single_readings() {
+        let mut acvpu = m(Measurand::Consciousness, 0.0, 0);
+        acvpu.value = MeasuredValue::Acvpu(Acvpu::NewConfusion);
+        let mut oxygen = m(Measurand::SupplementalOxygen, 0.0, 0);
+        oxygen.value = MeasuredValue::OnOxygen(true);
+        let readings = assemble_readings(vec![acvpu, oxygen]);
+        assert_eq!(
+            readings[0].value,
+            ObservationValue::Acvpu(Acvpu::NewConfusion)
+        );
+        assert_eq!(readings[1].value, ObservationValue::OnOxygen(true));
+    }
+
+    #[test]
+    fn acvpu_codes_round_trip() {
+        for a in Acvpu::ALL {
+            assert_eq!(Acvpu::parse(a.code()), Some(a));
+        }
+        assert_eq!(Acvpu::parse("a"), None);
+        assert_eq!(Acvpu::parse("X"), None);
     }
 
     #[test]

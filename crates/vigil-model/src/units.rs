@@ -59,6 +59,8 @@ fn conversion(measurand: Measurand, unit: &str) -> Option<Conversion> {
         (Height, "mm") => Scale(0.1),
         (Height, "[in_i]") => Scale(2.54),
         (Steps, "{steps}" | "{count}" | "1") => Same,
+        (SupplementalOxygen, "L/min") => Same,
+        (SupplementalOxygen, "mL/min") => Scale(0.001),
         _ => return None,
     };
     Some(c)
@@ -77,6 +79,9 @@ pub fn accepted_units(measurand: Measurand) -> &'static [&'static str] {
         Weight => &["kg", "g", "[lb_av]", "[oz_av]"],
         Height => &["cm", "m", "mm", "[in_i]"],
         Steps => &["{steps}", "{count}", "1"],
+        SupplementalOxygen => &["L/min", "mL/min"],
+        // Coded values carry no unit.
+        Consciousness => &[],
     }
 }
 
@@ -182,7 +187,9 @@ mod tests {
             for unit in accepted_units(m) {
                 assert!(to_canonical(m, 1.0, unit).is_ok(), "{m:?} {unit}");
             }
-            assert_eq!(accepted_units(m)[0], m.canonical_unit());
+            if let Some(first) = accepted_units(m).first() {
+                assert_eq!(*first, m.canonical_unit());
+            }
         }
     }
 }

@@ -1177,7 +1177,7 @@ pub fn blood_pressure_panel_round_trip(store: &dyn Store) {
     let measure =
         |measurand: Measurand, value: f64, at: Instant, quality: QualityFlags| Measurement {
             measurand,
-            value,
+            value: vigil_model::MeasuredValue::Number(value),
             effective: at,
             status: ObservationStatus::Final,
             quality,
@@ -1318,6 +1318,23 @@ pub fn status_quality_and_values_round_trip(store: &dyn Store) {
         (
             ObservationCode::BloodPressure,
             ObservationValue::Components(Vec::new()),
+        ),
+        // Coded values: consciousness and on-oxygen, each kind.
+        (
+            ObservationCode::Single(Measurand::Consciousness),
+            ObservationValue::Acvpu(vigil_model::Acvpu::NewConfusion),
+        ),
+        (
+            ObservationCode::Single(Measurand::Consciousness),
+            ObservationValue::Acvpu(vigil_model::Acvpu::Alert),
+        ),
+        (
+            ObservationCode::Single(Measurand::SupplementalOxygen),
+            ObservationValue::OnOxygen(true),
+        ),
+        (
+            ObservationCode::Single(Measurand::SupplementalOxygen),
+            ObservationValue::Quantity(Quantity::new(2.5, "L/min")),
         ),
     ];
     for (code, value) in odd {

@@ -1,7 +1,9 @@
 //! Tests of the device JSON contract, one group per clause of the module documentation.
 
 use chrono::{Duration, TimeZone, Utc};
-use vigil_model::{Measurand, ObservationCode, ObservationStatus, ObservationValue, QualityFlags};
+use vigil_model::{
+    Acvpu, Measurand, ObservationCode, ObservationStatus, ObservationValue, QualityFlags, ValueKind,
+};
 
 use super::*;
 
@@ -728,7 +730,10 @@ fn numbers_in_any_json_form_are_accepted() {
 
 #[test]
 fn plausible_bounds_are_inclusive() {
-    for m in Measurand::ALL {
+    for m in Measurand::ALL
+        .into_iter()
+        .filter(|m| m.value_kind() != ValueKind::Acvpu)
+    {
         let range = m.plausible();
         let code = m.short_name();
         for ok_value in [range.min, range.max] {
@@ -736,6 +741,7 @@ fn plausible_bounds_are_inclusive() {
             let got = match &r.value {
                 ObservationValue::Quantity(q) => q.value,
                 ObservationValue::Components(c) => c[0].value.value,
+                other => panic!("{code}: a number was sent, {other:?} came back"),
             };
             assert_eq!(got, ok_value, "{code}");
         }
@@ -1840,4 +1846,75 @@ fn extreme_inputs_are_refused_cleanly() {
     let r = refused(r#"{"code": "a\u0000b", "value": 1}"#);
     assert_eq!(r.code.as_deref(), Some("a\u{0}b"));
     assert_contains(&r.reason, &[r#""a\0b""#]);
+}
+
+#[test]
+fn consciousness_takes_the_acvpu_letters() {
+    for a in Acvpu::ALL {
+        let r = single(&format!(r#"{{"code": "acvpu", "value": "{}"}}"#, a.code()));
+        assert_eq!(r.value, ObservationValue::Acvpu(a));
+        assert_eq!(r.code, ObservationCode::Single(Measurand::Consciousness));
+    }
+    let r = refused(r#"{"code": "acvpu", "value": "X"}"#);
+    assert_eq!(r.reason.kind(), "invalid_coded_value");
+    assert!(
+        r.reason.to_string().contains("new confusion"),
+        "{}",
+        r.reason
+    );
+    let r = refused(r#"{"code": "acvpu", "value": "a"}"#);
+    assert_eq!(
+        r.reason.kind(),
+        "invalid_coded_value",
+        "letters are upper case"
+    );
+    let r = refused(r#"{"code": "acvpu", "value": 1}"#);
+    assert_eq!(r.reason.kind(), "wrong_type");
+    let r = refused(r#"{"code": "acvpu", "value": null}"#);
+    assert_eq!(r.reason.kind(), "missing_value");
+    let r = refused(r#"{"code": "acvpu", "value": "A", "unit": "1"}"#);
+    assert_eq!(r.reason.kind(), "unit_not_allowed");
+}
+
+#[test]
+fn supplemental_oxygen_is_yes_no_or_a_flow() {
+    let r = single(r#"{"code": "o2_supplemental", "value": true}"#);
+    assert_eq!(r.value, ObservationValue::OnOxygen(true));
+    let r = single(r#"{"code": "o2_supplemental", "value": false}"#);
+    assert_eq!(r.value, ObservationValue::OnOxygen(false));
+    let r = single(r#"{"code": "o2_supplemental", "value": 2}"#);
+    assert_eq!(
+        r.value,
+        ObservationValue::Quantity(Quantity::new(2.0, "L/min"))
+    );
+    let r = single(r#"{"code": "o2_supplemental", "value": 1500, "unit": "mL/min"}"#);
+    assert_eq!(
+        r.value,
+        ObservationValue::Quantity(Quantity::new(1.5, "L/min"))
+    );
+    assert!(r.quality.contains(QualityFlags::CONVERTED_UNIT));
+    assert_eq!(
+        refused(r#"{"code": "o2_supplemental", "value": 81}"#)
+            .reason
+            .kind(),
+        "implausible_value"
+    );
+    assert_eq!(
+        refused(r#"{"code": "o2_supplemental", "value": -1}"#)
+            .reason
+            .kind(),
+        "implausible_value"
+    );
+    assert_eq!(
+        refused(r#"{"code": "o2_supplemental", "value": true, "unit": "L/min"}"#)
+            .reason
+            .kind(),
+        "unit_not_allowed"
+    );
+    assert_eq!(
+        refused(r#"{"code": "o2_supplemental", "value": "yes"}"#)
+            .reason
+            .kind(),
+        "wrong_type"
+    );
 }

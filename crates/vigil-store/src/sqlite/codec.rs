@@ -63,12 +63,14 @@ fn all_finite(value: &ObservationValue) -> bool {
     match value {
         ObservationValue::Quantity(q) => q.value.is_finite(),
         ObservationValue::Components(c) => c.iter().all(|c| c.value.value.is_finite()),
+        ObservationValue::Acvpu(_) | ObservationValue::OnOxygen(_) => true,
     }
 }
 
 /// Encodes compactly when the value has the usual shape (a single measurand's quantity; a
 /// blood-pressure panel of distinct canonical-unit components in systolic, diastolic, mean order)
-/// and as JSON otherwise, so every value round-trips exactly.
+/// and as JSON otherwise (also for the rare coded values: consciousness, on oxygen), so every
+/// value round-trips exactly.
 pub(super) fn encode_value(
     code: ObservationCode,
     value: &ObservationValue,
