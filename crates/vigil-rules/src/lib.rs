@@ -8,6 +8,7 @@
 
 pub mod alarm;
 pub mod news2;
+pub mod surveillance;
 pub mod technical;
 pub mod threshold;
 pub mod trend;
