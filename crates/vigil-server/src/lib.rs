@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod pipeline;
 pub mod sources;
+pub mod surveillance;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub enum ServerError {
     Auth(#[from] auth::AuthError),
     #[error("cannot start the ingest writer: {0}")]
     Writer(std::io::Error),
+    #[error("cannot start surveillance: {0}")]
+    Surveillance(#[from] surveillance::StartError),
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -74,6 +77,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     writer: Option<IngestWriter>,
+    surveillance: Option<surveillance::SurveillanceThread>,
     grace: Duration,
 }
 
@@ -104,6 +108,10 @@ impl RunningServer {
         if let Some(writer) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
+        // After the writer: surveillance evaluates everything committed before it stops.
+        if let Some(surveillance) = self.surveillance.take() {
+            let _ = tokio::task::spawn_blocking(move || surveillance.stop()).await;
+        }
         tracing::info!("stopped");
     }
 }
@@ -115,8 +123,22 @@ pub async fn start(
 ) -> Result<RunningServer, ServerError> {
     let metrics = telemetry::install();
     let tokens = auth::TokenKeys::load_or_create(&config.data_dir)?;
-    let (ingest, writer) =
-        Ingest::start(store.clone(), config.pipeline.clone()).map_err(ServerError::Writer)?;
+    let store_for_rules = store.clone();
+    let (surveillance, surveillance_thread) = tokio::task::spawn_blocking(move || {
+        surveillance::start(
+            store_for_rules,
+            vigil_rules::surveillance::SurveillanceConfig::default(),
+        )
+    })
+    .await
+    .map_err(|e| ServerError::Writer(std::io::Error::other(e.to_string())))??;
+    let notify = surveillance.clone();
+    let (ingest, writer) = Ingest::start_with_commit_hook(
+        store.clone(),
+        config.pipeline.clone(),
+        Some(Box::new(move || notify.notify_committed())),
+    )
+    .map_err(ServerError::Writer)?;
 
     let http_listener =
         TcpListener::bind(config.http)
@@ -175,6 +197,8 @@ pub async fn start(
         ingest,
         limits: config.limits.clone(),
         tokens,
+        surveillance,
+        shutdown: shutdown.clone(),
         metrics,
         fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),
     });
@@ -196,6 +220,7 @@ pub async fn start(
         shutdown,
         tracker,
         writer: Some(writer),
+        surveillance: Some(surveillance_thread),
         grace: config.shutdown_grace,
     })
 }

@@ -77,10 +77,20 @@ impl Ingest {
         store: Arc<dyn Store>,
         config: PipelineConfig,
     ) -> std::io::Result<(Ingest, IngestWriter)> {
+        Self::start_with_commit_hook(store, config, None)
+    }
+
+    /// Like [`Ingest::start`], calling `on_commit` after every successful commit (from the writer
+    /// thread; it must not block): how downstream stages learn that new observations are durable.
+    pub fn start_with_commit_hook(
+        store: Arc<dyn Store>,
+        config: PipelineConfig,
+        on_commit: Option<CommitHook>,
+    ) -> std::io::Result<(Ingest, IngestWriter)> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let thread = thread::Builder::new()
             .name("vigil-ingest-writer".into())
-            .spawn(move || writer_loop(store, rx, config.max_batch_readings.max(1)))?;
+            .spawn(move || writer_loop(store, rx, config.max_batch_readings.max(1), on_commit))?;
         Ok((
             Ingest { tx },
             IngestWriter {
@@ -109,7 +119,15 @@ fn items(s: &Submission) -> usize {
     (s.readings.len() + s.waveforms.len()).max(1)
 }
 
-fn writer_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+/// Called after each successful commit.
+pub type CommitHook = Box<dyn Fn() + Send + 'static>;
+
+fn writer_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    on_commit: Option<CommitHook>,
+) {
     let mut jobs: Vec<Job> = Vec::with_capacity(1024);
     let mut batch: Vec<Submission> = Vec::with_capacity(1024);
     while let Some(first) = rx.blocking_recv() {
@@ -137,6 +155,9 @@ fn writer_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>, max_batch: us
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
+                }
+                if let Some(hook) = &on_commit {
+                    hook();
                 }
             }
             Err(err) => {

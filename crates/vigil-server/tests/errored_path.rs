@@ -103,6 +103,69 @@ impl Store for FlakyStore {
     fn stats(&self) -> Result<StoreStats, StoreError> {
         self.inner.stats()
     }
+    // Surveillance storage passes straight through: only `append` fails on command.
+    fn observations_after(
+        &self,
+        after: ObservationId,
+        limit: usize,
+    ) -> Result<Vec<Observation>, StoreError> {
+        self.inner.observations_after(after, limit)
+    }
+    fn last_observation_id(&self) -> Result<ObservationId, StoreError> {
+        self.inner.last_observation_id()
+    }
+    fn record_alarm_changes(
+        &self,
+        changes: &[(vigil_store::AlarmRecord, vigil_store::AlarmEventRecord)],
+        events: &[vigil_store::NewStreamEvent],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.inner.record_alarm_changes(changes, events)
+    }
+    fn append_stream_events(
+        &self,
+        events: &[vigil_store::NewStreamEvent],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.inner.append_stream_events(events)
+    }
+    fn alarm(&self, id: u64) -> Result<Option<vigil_store::AlarmRecord>, StoreError> {
+        self.inner.alarm(id)
+    }
+    fn alarms(
+        &self,
+        query: &vigil_store::AlarmQuery,
+    ) -> Result<Vec<vigil_store::AlarmRecord>, StoreError> {
+        self.inner.alarms(query)
+    }
+    fn alarm_events(&self, alarm: u64) -> Result<Vec<vigil_store::AlarmEventRecord>, StoreError> {
+        self.inner.alarm_events(alarm)
+    }
+    fn max_alarm_id(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.max_alarm_id()
+    }
+    fn stream_events_after(
+        &self,
+        after: u64,
+        patient: Option<&PatientId>,
+        limit: usize,
+    ) -> Result<Vec<vigil_store::StreamEvent>, StoreError> {
+        self.inner.stream_events_after(after, patient, limit)
+    }
+    fn last_stream_seq(&self) -> Result<u64, StoreError> {
+        self.inner.last_stream_seq()
+    }
+    fn prune_stream_events(&self, older_than: vigil_model::Instant) -> Result<u64, StoreError> {
+        self.inner.prune_stream_events(older_than)
+    }
+    fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
+        self.inner.patient_settings(patient)
+    }
+    fn put_patient_settings(
+        &self,
+        patient: &PatientId,
+        settings_json: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.put_patient_settings(patient, settings_json)
+    }
 }
 
 struct Ward {

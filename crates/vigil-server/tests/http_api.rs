@@ -30,6 +30,7 @@ struct Api {
     app: Router,
     tokens: TokenKeys,
     _writer: IngestWriter,
+    _surveillance: vigil_server::surveillance::SurveillanceThread,
 }
 
 struct Reply {
@@ -42,7 +43,15 @@ impl Api {
     fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        let (ingest, writer) = Ingest::start(store.clone(), PipelineConfig::default()).unwrap();
+        let (surveillance, surveillance_thread) =
+            vigil_server::surveillance::start(store.clone(), Default::default()).unwrap();
+        let notify = surveillance.clone();
+        let (ingest, writer) = Ingest::start_with_commit_hook(
+            store.clone(),
+            PipelineConfig::default(),
+            Some(Box::new(move || notify.notify_committed())),
+        )
+        .unwrap();
         let tokens = TokenKeys::load_or_create(dir.path()).unwrap();
         let state = Arc::new(AppState {
             store: store.clone(),
@@ -51,12 +60,15 @@ impl Api {
             tokens: tokens.clone(),
             metrics: vigil_server::telemetry::install(),
             fhir_base: format!("{BASE}/fhir"),
+            surveillance,
+            shutdown: Default::default(),
         });
         Api {
             _dir: dir,
             store,
             app: app(state),
             tokens,
+            _surveillance: surveillance_thread,
             _writer: writer,
         }
     }

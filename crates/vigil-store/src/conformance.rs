@@ -15,8 +15,9 @@ use vigil_model::{
 };
 
 use crate::{
-    Cursor, DeviceQuery, ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError,
-    StoreStats, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
+    AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewStreamEvent,
+    ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError, StoreStats,
+    StreamEvent, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
 };
 
 /// One behaviour: a function that checks it on a fresh store, panicking on a deviation.
@@ -50,6 +51,28 @@ pub const ALL: &[(&str, Check)] = &[
     ),
     ("waveform_search", waveform_search),
     ("stats", stats),
+    (
+        "observations_after_tails_the_log",
+        observations_after_tails_the_log,
+    ),
+    ("alarm_round_trip_and_upsert", alarm_round_trip_and_upsert),
+    ("alarm_history_in_order", alarm_history_in_order),
+    ("alarm_search_and_paging", alarm_search_and_paging),
+    (
+        "max_alarm_id_counts_resolved_alarms",
+        max_alarm_id_counts_resolved_alarms,
+    ),
+    (
+        "failed_alarm_changes_store_nothing",
+        failed_alarm_changes_store_nothing,
+    ),
+    (
+        "stream_seqs_strictly_increase",
+        stream_seqs_strictly_increase,
+    ),
+    ("stream_events_by_patient", stream_events_by_patient),
+    ("stream_events_prune", stream_events_prune),
+    ("patient_settings_round_trip", patient_settings_round_trip),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -1669,5 +1692,771 @@ pub fn stats(store: &dyn Store) {
             devices: 3,
             observations: 3
         }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The observation log
+
+/// `observations_after` pages through every stored observation in id order with no gaps and no
+/// repeats (a few hundred, appended in several batches with duplicates and unattributed readings
+/// among them); ids increase from batch to batch; `last_observation_id` is the newest.
+pub fn observations_after_tails_the_log(store: &dyn Store) {
+    use vigil_model::ObservationId;
+    assert_eq!(store.last_observation_id().unwrap(), ObservationId(0));
+    assert!(
+        store
+            .observations_after(ObservationId(0), 10)
+            .unwrap()
+            .is_empty()
+    );
+
+    let (d1, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let (d2, b) = bound(store, "mon-2", "b", t(8, 0, 0));
+    let spare = add_device(store, "spare-1");
+    let mut batches: Vec<Vec<i64>> = Vec::new();
+    for batch in 0..6i64 {
+        let at = |i: i64| t(9, 0, 0) + Duration::seconds(batch * 30 + i);
+        let mut first = (0..30).map(|i| hr(60.0, at(i))).collect::<Vec<_>>();
+        if batch > 0 {
+            // A redelivery of the previous batch's first reading.
+            first.push(hr(60.0, t(9, 0, 0) + Duration::seconds((batch - 1) * 30)));
+        }
+        let second = (0..20)
+            .map(|i| quantity(Measurand::Spo2, 95.0, at(i) + us(1)))
+            .collect();
+        let outcomes = append(
+            store,
+            &[
+                submission(&d1, at(30), first),
+                submission(&spare, at(30), vec![hr(1.0, at(0))]),
+                submission(&d2, at(30), second),
+            ],
+        );
+        let ids: Vec<i64> = outcomes
+            .iter()
+            .flat_map(|o| o.readings.iter())
+            .filter_map(|o| match o {
+                Outcome::Stored(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 50);
+        batches.push(ids);
+    }
+    for pair in batches.windows(2) {
+        let last = pair[0].iter().max().expect("ids");
+        let first = pair[1].iter().min().expect("ids");
+        assert!(first > last, "a later commit has greater ids");
+    }
+    let mut stored: Vec<i64> = batches.concat();
+    stored.sort_unstable();
+    stored.dedup();
+    assert_eq!(stored.len(), 300, "distinct ids");
+
+    let mut seen = Vec::new();
+    let mut after = ObservationId(0);
+    loop {
+        let page = store.observations_after(after, 37).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 37);
+        for o in &page {
+            assert!(o.id > after, "ascending, after the cursor");
+            after = o.id;
+        }
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen.iter().map(|o| o.id.0).collect::<Vec<_>>(),
+        stored,
+        "every stored observation once, in id order"
+    );
+    let mut searched = search(store, &query_for(&a));
+    searched.extend(search(store, &query_for(&b)));
+    searched.sort_by_key(|o| o.id);
+    assert_eq!(seen, searched, "the same observations as a search finds");
+    let newest = ObservationId(*stored.last().expect("ids"));
+    assert_eq!(store.last_observation_id().unwrap(), newest);
+    assert!(store.observations_after(newest, 10).unwrap().is_empty());
+    assert!(
+        store
+            .observations_after(ObservationId(0), 0)
+            .unwrap()
+            .is_empty(),
+        "limit 0 returns nothing"
+    );
+
+    let outcomes = append(
+        store,
+        &[submission(&d1, t(11, 0, 0), vec![hr(99.0, t(11, 0, 0))])],
+    );
+    let next = stored_id(outcomes[0].readings[0]);
+    let tail = store.observations_after(newest, 10).unwrap();
+    assert_eq!(
+        tail.iter().map(|o| o.id.0).collect::<Vec<_>>(),
+        [next],
+        "a tailer sees the next commit"
+    );
+    assert_eq!(store.last_observation_id().unwrap(), ObservationId(next));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alarms
+
+fn alarm_record(id: u64, patient: Option<&PatientId>, state: &str, at: Instant) -> AlarmRecord {
+    AlarmRecord {
+        id,
+        patient: patient.cloned(),
+        device: None,
+        condition: "threshold:spo2:low".into(),
+        state: state.into(),
+        priority: "high".into(),
+        raised_at: at,
+        updated_at: at,
+        snapshot: format!(r#"{{"id":{id},"state":"{state}"}}"#),
+    }
+}
+
+/// An alarm change with its event (of `kind`, at the alarm's `updated_at`).
+fn change(alarm: AlarmRecord, kind: &str) -> (AlarmRecord, AlarmEventRecord) {
+    let event = AlarmEventRecord {
+        alarm: alarm.id,
+        at: alarm.updated_at,
+        kind: kind.into(),
+        by: None,
+        detail: format!(r#"{{"state":"{}"}}"#, alarm.state),
+    };
+    (alarm, event)
+}
+
+fn record(store: &dyn Store, changes: &[(AlarmRecord, AlarmEventRecord)]) {
+    let seqs = store
+        .record_alarm_changes(changes, &[])
+        .expect("record alarm changes");
+    assert!(seqs.is_empty(), "no stream events, no seqs");
+}
+
+fn alarm_ids(store: &dyn Store, query: AlarmQuery) -> Vec<u64> {
+    store
+        .alarms(&query)
+        .expect("search alarms")
+        .iter()
+        .map(|a| a.id)
+        .collect()
+}
+
+/// An alarm comes back field for field (times to the microsecond, no patient or device, Unicode
+/// in the snapshot); recording an alarm id again replaces every column.
+pub fn alarm_round_trip_and_upsert(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let b = add_patient(store, "b");
+    assert_eq!(store.alarm(1).unwrap(), None);
+    assert_eq!(store.alarm(u64::MAX).unwrap(), None);
+    let full = AlarmRecord {
+        id: 1,
+        patient: Some(a.clone()),
+        device: Some(d.clone()),
+        condition: "technical:silent".into(),
+        state: "active".into(),
+        priority: "medium".into(),
+        raised_at: t(9, 0, 0) + us(123_457),
+        updated_at: t(9, 0, 1) + us(999_999),
+        snapshot: r#"{"kind": "silent", "note": "Čestmír ✓", "nested": {"a": [1, 2.5]}}"#.into(),
+    };
+    let bare = AlarmRecord {
+        id: 2,
+        patient: None,
+        device: None,
+        condition: "news2:band".into(),
+        state: "resolved".into(),
+        priority: "low".into(),
+        raised_at: t(9, 0, 0) - us(1),
+        updated_at: t(9, 0, 0),
+        snapshot: String::new(),
+    };
+    record(
+        store,
+        &[
+            change(full.clone(), "raised"),
+            change(bare.clone(), "raised"),
+        ],
+    );
+    assert_eq!(store.alarm(1).unwrap(), Some(full.clone()));
+    assert_eq!(store.alarm(2).unwrap(), Some(bare.clone()));
+
+    let replaced = AlarmRecord {
+        id: 1,
+        patient: Some(b.clone()),
+        device: None,
+        condition: "threshold:hr:high".into(),
+        state: "acknowledged".into(),
+        priority: "high".into(),
+        raised_at: t(9, 0, 2),
+        updated_at: t(9, 5, 0) + us(1),
+        snapshot: r#"{"v":2}"#.into(),
+    };
+    record(store, &[change(replaced.clone(), "acknowledged")]);
+    assert_eq!(
+        store.alarm(1).unwrap(),
+        Some(replaced.clone()),
+        "every column replaced"
+    );
+    let with_device = AlarmRecord {
+        patient: None,
+        device: Some(d.clone()),
+        ..bare.clone()
+    };
+    record(store, &[change(with_device.clone(), "moved")]);
+    assert_eq!(store.alarm(2).unwrap(), Some(with_device));
+    let all = AlarmQuery {
+        limit: 10,
+        ..AlarmQuery::default()
+    };
+    assert_eq!(alarm_ids(store, all), [2, 1], "an upsert adds no alarm");
+    assert_eq!(
+        alarm_ids(
+            store,
+            AlarmQuery {
+                patient: Some(a),
+                limit: 10,
+                ..AlarmQuery::default()
+            }
+        ),
+        Vec::<u64>::new(),
+        "the replaced patient no longer finds it"
+    );
+}
+
+/// An alarm's history comes back in the order recorded (not by time), events of several changes
+/// of one alarm in one call included; `by` round-trips; an unknown alarm has none.
+pub fn alarm_history_in_order(store: &dyn Store) {
+    let a = add_patient(store, "a");
+    let raised = alarm_record(7, Some(&a), "active", t(9, 0, 0) + us(5));
+    let other = alarm_record(8, Some(&a), "active", t(9, 0, 10));
+    let (alarm, first) = change(raised.clone(), "raised");
+    record(store, &[(alarm, first.clone()), change(other, "raised")]);
+    let acked = AlarmRecord {
+        state: "acknowledged".into(),
+        updated_at: t(9, 1, 0),
+        ..raised.clone()
+    };
+    let (acked, mut ack) = change(acked, "acknowledged");
+    ack.by = Some("nurse.novakova".into());
+    // Recorded later but stamped earlier: history keeps the order of recording.
+    let (escalated, mut escalation) = change(
+        AlarmRecord {
+            priority: "high".into(),
+            ..acked.clone()
+        },
+        "escalated",
+    );
+    escalation.at = t(9, 0, 30);
+    let resolved = AlarmRecord {
+        state: "resolved".into(),
+        updated_at: t(9, 2, 0),
+        ..escalated.clone()
+    };
+    let (resolved, resolution) = change(resolved, "resolved");
+    record(
+        store,
+        &[
+            (acked, ack.clone()),
+            (escalated, escalation.clone()),
+            (resolved.clone(), resolution.clone()),
+        ],
+    );
+    assert_eq!(
+        store.alarm_events(7).unwrap(),
+        [first, ack, escalation, resolution]
+    );
+    assert_eq!(
+        store.alarm(7).unwrap(),
+        Some(resolved),
+        "the last change of a call wins"
+    );
+    assert_eq!(store.alarm_events(8).unwrap().len(), 1);
+    assert!(store.alarm_events(9).unwrap().is_empty());
+    assert!(store.alarm_events(u64::MAX).unwrap().is_empty());
+}
+
+/// Newest (highest id) first whatever the order recorded; by patient; open only (not resolved);
+/// paging with `before`; limit 0; an unknown patient has none.
+pub fn alarm_search_and_paging(store: &dyn Store) {
+    let a = add_patient(store, "a");
+    let b = add_patient(store, "b");
+    let d = add_device(store, "spare-1");
+    // Odd ids are a's, even ids b's, every third one resolved; 13 is a device's alone.
+    let mut changes = Vec::new();
+    for id in [5u64, 1, 12, 3, 8, 2, 11, 4, 10, 6, 9, 7] {
+        let patient = if id % 2 == 1 { &a } else { &b };
+        let state = if id % 3 == 0 { "resolved" } else { "active" };
+        changes.push(change(
+            alarm_record(id, Some(patient), state, t(9, 0, 0)),
+            "raised",
+        ));
+    }
+    changes.push(change(
+        AlarmRecord {
+            device: Some(d),
+            ..alarm_record(13, None, "acknowledged", t(9, 0, 0))
+        },
+        "raised",
+    ));
+    record(store, &changes);
+    let q = |patient: Option<&PatientId>, open_only: bool, before: Option<u64>, limit: usize| {
+        alarm_ids(
+            store,
+            AlarmQuery {
+                patient: patient.cloned(),
+                open_only,
+                before,
+                limit,
+            },
+        )
+    };
+    let none = Vec::<u64>::new();
+    assert_eq!(
+        q(None, false, None, 100),
+        (1..=13).rev().collect::<Vec<_>>()
+    );
+    assert_eq!(q(Some(&a), false, None, 100), [11, 9, 7, 5, 3, 1]);
+    assert_eq!(q(Some(&b), false, None, 100), [12, 10, 8, 6, 4, 2]);
+    assert_eq!(
+        q(None, true, None, 100),
+        [13, 11, 10, 8, 7, 5, 4, 2, 1],
+        "acknowledged alarms are open"
+    );
+    assert_eq!(q(Some(&a), true, None, 100), [11, 7, 5, 1]);
+
+    assert_eq!(q(None, false, None, 4), [13, 12, 11, 10]);
+    assert_eq!(q(None, false, Some(10), 4), [9, 8, 7, 6]);
+    assert_eq!(q(None, false, Some(6), 4), [5, 4, 3, 2]);
+    assert_eq!(q(None, false, Some(2), 4), [1]);
+    assert_eq!(q(None, false, Some(1), 4), none);
+    assert_eq!(
+        q(None, false, Some(u64::MAX), 2),
+        [13, 12],
+        "a bound above every id"
+    );
+    assert_eq!(q(Some(&a), true, None, 2), [11, 7]);
+    assert_eq!(q(Some(&a), true, Some(7), 2), [5, 1]);
+    assert_eq!(q(Some(&a), true, Some(1), 2), none);
+    assert_eq!(q(None, false, None, 0), none, "limit 0 returns nothing");
+    assert_eq!(q(Some(&pid("nobody")), false, None, 10), none);
+
+    // Resolving an alarm takes it out of the open ones; full records come back.
+    let resolved = alarm_record(11, Some(&a), "resolved", t(9, 5, 0));
+    record(store, &[change(resolved.clone(), "resolved")]);
+    assert_eq!(q(Some(&a), true, None, 100), [7, 5, 1]);
+    let found = store
+        .alarms(&AlarmQuery {
+            patient: Some(a.clone()),
+            limit: 1,
+            ..AlarmQuery::default()
+        })
+        .unwrap();
+    assert_eq!(found, [resolved]);
+}
+
+/// `max_alarm_id` is `None` on an empty store, then the highest id ever recorded, resolved
+/// alarms included, whatever the order they were recorded in.
+pub fn max_alarm_id_counts_resolved_alarms(store: &dyn Store) {
+    assert_eq!(store.max_alarm_id().unwrap(), None);
+    let a = add_patient(store, "a");
+    record(
+        store,
+        &[
+            change(
+                alarm_record(5, Some(&a), "resolved", t(9, 0, 0)),
+                "resolved",
+            ),
+            change(alarm_record(3, Some(&a), "active", t(9, 0, 0)), "raised"),
+        ],
+    );
+    assert_eq!(store.max_alarm_id().unwrap(), Some(5));
+    record(
+        store,
+        &[change(
+            alarm_record(3, Some(&a), "resolved", t(9, 1, 0)),
+            "resolved",
+        )],
+    );
+    assert_eq!(store.max_alarm_id().unwrap(), Some(5));
+    record(
+        store,
+        &[change(
+            alarm_record(9, None, "resolved", t(9, 2, 0)),
+            "resolved",
+        )],
+    );
+    assert_eq!(
+        store.max_alarm_id().unwrap(),
+        Some(9),
+        "every alarm resolved: still counted"
+    );
+}
+
+fn stream_event(at: Instant, patient: Option<&PatientId>, kind: &str) -> NewStreamEvent {
+    NewStreamEvent {
+        at,
+        patient: patient.cloned(),
+        kind: kind.into(),
+        data: format!(r#"{{"kind":"{kind}"}}"#),
+    }
+}
+
+/// A call to `record_alarm_changes` (or `append_stream_events`) that fails anywhere stores none
+/// of it: not the alarms before the failing one, not their history, not the stream events.
+/// Failures: an unknown patient or device (`NotFound`), an event of another alarm, a state or
+/// priority outside the vocabulary, an id too large (`Conflict`).
+pub fn failed_alarm_changes_store_nothing(store: &dyn Store) {
+    let (_, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let first = alarm_record(1, Some(&a), "active", t(9, 0, 0));
+    let seqs = store
+        .record_alarm_changes(
+            &[change(first.clone(), "raised")],
+            &[stream_event(t(9, 0, 0), Some(&a), "alarm")],
+        )
+        .unwrap();
+    let last = store.last_stream_seq().unwrap();
+    assert_eq!(seqs, [last]);
+
+    let acked = change(
+        AlarmRecord {
+            state: "acknowledged".into(),
+            updated_at: t(9, 1, 0),
+            ..first.clone()
+        },
+        "acknowledged",
+    );
+    let second = change(alarm_record(2, Some(&a), "active", t(9, 1, 0)), "raised");
+    let events = vec![
+        stream_event(t(9, 1, 0), Some(&a), "alarm"),
+        stream_event(t(9, 1, 0), None, "alarm"),
+    ];
+    let nothing_stored = |what: &str| {
+        assert_eq!(
+            store.alarm(1).unwrap(),
+            Some(first.clone()),
+            "{what}: the stored alarm is unchanged"
+        );
+        assert_eq!(store.alarm(2).unwrap(), None, "{what}: no new alarm stored");
+        assert_eq!(
+            store.alarm_events(1).unwrap().len(),
+            1,
+            "{what}: no history added"
+        );
+        assert!(store.alarm_events(2).unwrap().is_empty(), "{what}");
+        assert_eq!(store.max_alarm_id().unwrap(), Some(1), "{what}");
+        assert_eq!(
+            store.last_stream_seq().unwrap(),
+            last,
+            "{what}: no stream event"
+        );
+        assert_eq!(
+            store.stream_events_after(0, None, 100).unwrap().len(),
+            1,
+            "{what}"
+        );
+    };
+
+    let ghost_patient = change(
+        alarm_record(3, Some(&pid("ghost")), "active", t(9, 1, 0)),
+        "raised",
+    );
+    expect_not_found(
+        store.record_alarm_changes(&[acked.clone(), second.clone(), ghost_patient], &events),
+        "an alarm of an unknown patient",
+    );
+    nothing_stored("unknown patient");
+
+    let ghost_device = change(
+        AlarmRecord {
+            device: Some(did("ghost")),
+            ..alarm_record(3, None, "active", t(9, 1, 0))
+        },
+        "raised",
+    );
+    expect_not_found(
+        store.record_alarm_changes(&[acked.clone(), second.clone(), ghost_device], &events),
+        "an alarm of an unknown device",
+    );
+    nothing_stored("unknown device");
+
+    let mut with_ghost_event = events.clone();
+    with_ghost_event.push(stream_event(t(9, 1, 0), Some(&pid("ghost")), "score"));
+    expect_not_found(
+        store.record_alarm_changes(&[acked.clone(), second.clone()], &with_ghost_event),
+        "a stream event of an unknown patient",
+    );
+    nothing_stored("stream event of an unknown patient");
+    expect_not_found(
+        store.append_stream_events(&with_ghost_event),
+        "append_stream_events with an unknown patient",
+    );
+    nothing_stored("append_stream_events");
+
+    let (alarm, mut misfiled) = second.clone();
+    misfiled.alarm = 1;
+    expect_conflict(
+        store.record_alarm_changes(&[acked.clone(), (alarm, misfiled)], &events),
+        "an event of another alarm",
+    );
+    nothing_stored("event of another alarm");
+
+    for (what, bad) in [
+        (
+            "an unknown state",
+            AlarmRecord {
+                state: "silenced".into(),
+                ..second.0.clone()
+            },
+        ),
+        (
+            "an unknown priority",
+            AlarmRecord {
+                priority: "urgent".into(),
+                ..second.0.clone()
+            },
+        ),
+        (
+            "an id beyond i64::MAX",
+            AlarmRecord {
+                id: u64::MAX,
+                ..second.0.clone()
+            },
+        ),
+    ] {
+        expect_conflict(
+            store.record_alarm_changes(&[acked.clone(), change(bad, "raised")], &events),
+            what,
+        );
+        nothing_stored(what);
+    }
+
+    // The store still works, and numbering continues after the last committed seq.
+    let seqs = store
+        .record_alarm_changes(&[acked.clone(), second.clone()], &events)
+        .unwrap();
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] > last && seqs[1] > seqs[0]);
+    assert_eq!(store.alarm(1).unwrap(), Some(acked.0));
+    assert_eq!(store.alarm(2).unwrap(), Some(second.0));
+    assert_eq!(store.alarm_events(1).unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stream log
+
+/// Seqs are assigned in order, strictly increasing across calls of both writing methods; events
+/// round-trip (times to the microsecond, no patient); `stream_events_after` pages by seq.
+pub fn stream_seqs_strictly_increase(store: &dyn Store) {
+    assert_eq!(store.last_stream_seq().unwrap(), 0);
+    assert!(store.stream_events_after(0, None, 10).unwrap().is_empty());
+    assert!(store.append_stream_events(&[]).unwrap().is_empty());
+    assert!(store.record_alarm_changes(&[], &[]).unwrap().is_empty());
+    assert_eq!(store.last_stream_seq().unwrap(), 0, "nothing appended");
+
+    let a = add_patient(store, "a");
+    let mut appended = vec![
+        stream_event(t(9, 0, 0) + us(1), Some(&a), "score"),
+        stream_event(t(9, 0, 0), None, "alarm"),
+        NewStreamEvent {
+            data: r#"{"news2": 7, "note": "ünïcode"}"#.into(),
+            ..stream_event(t(8, 59, 59) + us(999_999), Some(&a), "score")
+        },
+    ];
+    let first = store.append_stream_events(&appended).unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(first[0] > 0 && first[0] < first[1] && first[1] < first[2]);
+    assert_eq!(store.last_stream_seq().unwrap(), first[2]);
+
+    let more = vec![
+        stream_event(t(9, 1, 0), Some(&a), "alarm"),
+        stream_event(t(9, 1, 0), Some(&a), "alarm"),
+    ];
+    let second = store
+        .record_alarm_changes(
+            &[change(
+                alarm_record(1, Some(&a), "active", t(9, 1, 0)),
+                "raised",
+            )],
+            &more,
+        )
+        .unwrap();
+    assert_eq!(second.len(), 2);
+    assert!(first[2] < second[0] && second[0] < second[1]);
+    record(
+        store,
+        &[change(
+            alarm_record(1, Some(&a), "resolved", t(9, 2, 0)),
+            "resolved",
+        )],
+    );
+    assert_eq!(
+        store.last_stream_seq().unwrap(),
+        second[1],
+        "alarm changes alone take no seq"
+    );
+
+    appended.extend(more);
+    let seqs: Vec<u64> = first.iter().chain(&second).copied().collect();
+    let expected: Vec<StreamEvent> = appended
+        .iter()
+        .zip(&seqs)
+        .map(|(e, &seq)| StreamEvent {
+            seq,
+            at: e.at,
+            patient: e.patient.clone(),
+            kind: e.kind.clone(),
+            data: e.data.clone(),
+        })
+        .collect();
+    assert_eq!(store.stream_events_after(0, None, 100).unwrap(), expected);
+    assert_eq!(
+        store.stream_events_after(seqs[1], None, 2).unwrap(),
+        expected[2..4],
+        "after a seq, limited"
+    );
+    assert!(
+        store
+            .stream_events_after(seqs[4], None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .stream_events_after(u64::MAX, None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store.stream_events_after(0, None, 0).unwrap().is_empty(),
+        "limit 0 returns nothing"
+    );
+}
+
+/// With a patient, only that patient's events (not other patients', not those of no patient),
+/// in seq order, paged; an unknown patient has none.
+pub fn stream_events_by_patient(store: &dyn Store) {
+    let a = add_patient(store, "a");
+    let b = add_patient(store, "b");
+    let mut events = Vec::new();
+    for i in 0..12u32 {
+        let patient = match i % 3 {
+            0 => Some(&a),
+            1 => Some(&b),
+            _ => None,
+        };
+        events.push(stream_event(t(9, 0, i), patient, "score"));
+    }
+    let seqs = store.append_stream_events(&events).unwrap();
+    let seqs_of = |patient: Option<&PatientId>, after: u64, limit: usize| {
+        store
+            .stream_events_after(after, patient, limit)
+            .unwrap()
+            .iter()
+            .map(|e| {
+                assert!(patient.is_none() || e.patient.as_ref() == patient);
+                e.seq
+            })
+            .collect::<Vec<_>>()
+    };
+    let pick = |n: u32| {
+        seqs.iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % 3 == n)
+            .map(|(_, s)| *s)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs_of(Some(&a), 0, 100), pick(0));
+    assert_eq!(seqs_of(Some(&b), 0, 100), pick(1));
+    assert_eq!(seqs_of(None, 0, 100), seqs, "no filter: every event");
+    assert_eq!(seqs_of(Some(&a), 0, 2), pick(0)[..2]);
+    assert_eq!(seqs_of(Some(&a), pick(0)[1], 2), pick(0)[2..4]);
+    assert_eq!(seqs_of(Some(&a), pick(0)[3], 2), Vec::<u64>::new());
+    assert_eq!(seqs_of(Some(&pid("nobody")), 0, 100), Vec::<u64>::new());
+}
+
+/// Pruning deletes the events stamped before the time (not at it), whatever their seq, and
+/// returns how many; the rest keep their seqs; seqs are not reused after everything is pruned.
+pub fn stream_events_prune(store: &dyn Store) {
+    let a = add_patient(store, "a");
+    assert_eq!(store.prune_stream_events(t(12, 0, 0)).unwrap(), 0);
+    let times = [
+        t(9, 0, 0),
+        t(9, 1, 0),
+        t(9, 2, 0) - us(1),
+        t(9, 2, 0),
+        t(9, 3, 0),
+        // Appended last, stamped early.
+        t(8, 59, 0),
+    ];
+    let events: Vec<NewStreamEvent> = times
+        .iter()
+        .map(|&at| stream_event(at, Some(&a), "score"))
+        .collect();
+    let seqs = store.append_stream_events(&events).unwrap();
+    let before = store.stream_events_after(0, None, 100).unwrap();
+    assert_eq!(store.prune_stream_events(t(9, 2, 0)).unwrap(), 4);
+    let after = store.stream_events_after(0, None, 100).unwrap();
+    assert_eq!(
+        after,
+        before[3..5],
+        "the event at the cut is kept; the rest keep their seqs"
+    );
+    assert_eq!(store.prune_stream_events(t(9, 2, 0)).unwrap(), 0);
+    assert_eq!(store.last_stream_seq().unwrap(), seqs[5]);
+
+    assert_eq!(store.prune_stream_events(t(12, 0, 0)).unwrap(), 2);
+    assert!(store.stream_events_after(0, None, 100).unwrap().is_empty());
+    assert_eq!(
+        store.last_stream_seq().unwrap(),
+        seqs[5],
+        "the last seq survives pruning"
+    );
+    let next = store
+        .append_stream_events(&[stream_event(t(12, 0, 0), None, "score")])
+        .unwrap();
+    assert!(next[0] > seqs[5], "a pruned seq is not reused");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patient settings
+
+/// Settings round-trip verbatim and are replaced by the next put; `None` until one; `NotFound`
+/// for an unknown patient, reading or writing.
+pub fn patient_settings_round_trip(store: &dyn Store) {
+    let a = add_patient(store, "a");
+    let b = add_patient(store, "b");
+    assert_eq!(store.patient_settings(&a).unwrap(), None);
+    expect_not_found(
+        store.patient_settings(&pid("ghost")),
+        "read an unknown patient",
+    );
+    expect_not_found(
+        store.put_patient_settings(&pid("ghost"), "{}"),
+        "write an unknown patient",
+    );
+    let settings = r#"{ "spo2_scale": 2, "thresholds": {"hr": [40, 130.5]}, "note": "Čestmír" }"#;
+    store.put_patient_settings(&a, settings).unwrap();
+    assert_eq!(
+        store.patient_settings(&a).unwrap().as_deref(),
+        Some(settings)
+    );
+    store
+        .put_patient_settings(&a, r#"{"spo2_scale":1}"#)
+        .unwrap();
+    assert_eq!(
+        store.patient_settings(&a).unwrap().as_deref(),
+        Some(r#"{"spo2_scale":1}"#),
+        "replaced"
+    );
+    assert_eq!(
+        store.patient_settings(&b).unwrap(),
+        None,
+        "another patient's are untouched"
     );
 }

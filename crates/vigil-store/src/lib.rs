@@ -140,6 +140,74 @@ pub struct StoreStats {
     pub observations: u64,
 }
 
+/// A persisted alarm: indexed columns plus the full snapshot as JSON (owned by the caller's format).
+///
+/// The store does not interpret the snapshot; it keeps the text verbatim. The alarm's `id` is
+/// assigned by the caller (continue from [`Store::max_alarm_id`] after a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmRecord {
+    pub id: u64,
+    /// The patient the alarm concerns, if any (physiological alarms; technical alarms of a bound device).
+    pub patient: Option<PatientId>,
+    /// The device the alarm concerns, if any (technical alarms).
+    pub device: Option<DeviceId>,
+    /// Stable condition id, e.g. "news2:band", "threshold:spo2:low", "technical:silent".
+    pub condition: String,
+    /// "active", "acknowledged" or "resolved".
+    pub state: String,
+    /// "low", "medium" or "high".
+    pub priority: String,
+    pub raised_at: Instant,
+    pub updated_at: Instant,
+    pub snapshot: String,
+}
+
+/// The states an [`AlarmRecord`] can be in; anything else is refused with `Conflict`.
+pub const ALARM_STATES: [&str; 3] = ["active", "acknowledged", "resolved"];
+/// The priorities an [`AlarmRecord`] can have; anything else is refused with `Conflict`.
+pub const ALARM_PRIORITIES: [&str; 3] = ["low", "medium", "high"];
+
+/// One entry of an alarm's history (raised, acknowledged, escalated, resolved, …). `kind` and
+/// `detail` are the caller's format, kept verbatim; `by` is who did it, when a person did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmEventRecord {
+    pub alarm: u64,
+    pub at: Instant,
+    pub kind: String,
+    pub by: Option<String>,
+    pub detail: String,
+}
+
+/// Alarm search, newest (highest id) first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlarmQuery {
+    pub patient: Option<PatientId>,
+    /// Only alarms that are not resolved.
+    pub open_only: bool,
+    /// Alarms with id < this (paging, newest first).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// One entry of the live-stream log (score changes, alarm changes; readings are streamed from the observations themselves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    pub seq: u64,
+    pub at: Instant,
+    pub patient: Option<PatientId>,
+    pub kind: String,
+    pub data: String,
+}
+
+/// A stream event to append; the store assigns its `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStreamEvent {
+    pub at: Instant,
+    pub patient: Option<PatientId>,
+    pub kind: String,
+    pub data: String,
+}
+
 /// The storage interface every backend implements with the same behaviour.
 pub trait Store: Send + Sync + 'static {
     /// Adds a patient; `AlreadyExists` if the id (or the MRN) is taken.
@@ -206,4 +274,69 @@ pub trait Store: Send + Sync + 'static {
     fn waveforms(&self, query: &WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError>;
 
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Every stored observation with an id greater than `after`, ascending by id, at most `limit`.
+    /// Ids are assigned in commit order and never reused, so tailing the log with the last id seen
+    /// misses nothing and sees nothing twice (the surveillance engine and the live stream do).
+    fn observations_after(
+        &self,
+        after: ObservationId,
+        limit: usize,
+    ) -> Result<Vec<Observation>, StoreError>;
+    /// The highest observation id stored; `ObservationId(0)` when there is none.
+    fn last_observation_id(&self) -> Result<ObservationId, StoreError>;
+
+    /// Stores alarm changes and stream events in one transaction and returns once it is durable.
+    /// Each change upserts its alarm by id (inserting it, or replacing every column of the stored
+    /// one) and appends its event to that alarm's history; then the stream events are appended
+    /// and their assigned `seq`s returned, in order (see [`Store::append_stream_events`]).
+    ///
+    /// Either all of it is stored or none: `NotFound` if an alarm or a stream event names a patient
+    /// or device the store does not know; `Conflict` if an event's `alarm` is not its change's alarm
+    /// id, a state or priority is not one of [`ALARM_STATES`] / [`ALARM_PRIORITIES`], or an id
+    /// exceeds `i64::MAX`.
+    fn record_alarm_changes(
+        &self,
+        changes: &[(AlarmRecord, AlarmEventRecord)],
+        events: &[NewStreamEvent],
+    ) -> Result<Vec<u64>, StoreError>;
+    /// Appends stream events without alarm changes (a NEWS2 score change) in one transaction and
+    /// returns once it is durable. Each gets the next `seq`: strictly increasing, in commit order,
+    /// never reused (also after a restart or after older events were pruned). `NotFound` if an
+    /// event names a patient the store does not know; then none is stored.
+    fn append_stream_events(&self, events: &[NewStreamEvent]) -> Result<Vec<u64>, StoreError>;
+    fn alarm(&self, id: u64) -> Result<Option<AlarmRecord>, StoreError>;
+    /// Newest (highest id) first; an unknown patient has no alarms.
+    fn alarms(&self, query: &AlarmQuery) -> Result<Vec<AlarmRecord>, StoreError>;
+    /// The alarm's history, oldest (first recorded) first; empty for an unknown alarm.
+    fn alarm_events(&self, alarm: u64) -> Result<Vec<AlarmEventRecord>, StoreError>;
+    /// The highest alarm id ever stored, resolved alarms included (alarms are never deleted);
+    /// `None` when there is none. Alarm numbering continues from it after a restart.
+    fn max_alarm_id(&self) -> Result<Option<u64>, StoreError>;
+    /// Stream events with `seq > after`, ascending by `seq`, at most `limit`; only the given
+    /// patient's when `patient` is set (an unknown patient has none).
+    fn stream_events_after(
+        &self,
+        after: u64,
+        patient: Option<&PatientId>,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError>;
+    /// The `seq` of the last stream event appended, also if it was pruned since; 0 when none ever
+    /// was. A subscriber starting from it receives exactly the events appended afterwards.
+    fn last_stream_seq(&self) -> Result<u64, StoreError>;
+    /// Deletes the stream events whose time is before `older_than` (retention) and returns how
+    /// many; the remaining events keep their `seq`s, and new ones still continue after the
+    /// highest ever assigned.
+    fn prune_stream_events(&self, older_than: Instant) -> Result<u64, StoreError>;
+
+    /// The patient's surveillance settings (the caller's JSON, verbatim); `None` if none were
+    /// stored; `NotFound` if there is no such patient.
+    fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError>;
+    /// Replaces the patient's surveillance settings; durable on return. `NotFound` if there is no
+    /// such patient.
+    fn put_patient_settings(
+        &self,
+        patient: &PatientId,
+        settings_json: &str,
+    ) -> Result<(), StoreError>;
 }

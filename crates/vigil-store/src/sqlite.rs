@@ -38,8 +38,9 @@ use vigil_model::{
 };
 
 use crate::{
-    DeviceQuery, ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError,
-    StoreStats, Submission, SubmissionOutcome, WaveformQuery,
+    ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceQuery,
+    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError,
+    StoreStats, StreamEvent, Submission, SubmissionOutcome, WaveformQuery,
 };
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
@@ -1044,6 +1045,223 @@ fn append_batch(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Surveillance: alarms, their history, the stream log, patient settings
+
+/// A caller's id or sequence number as a column value; `Conflict` beyond what SQLite holds.
+fn id_value(id: u64, what: &str) -> Result<i64, Fail> {
+    i64::try_from(id).map_err(|_| {
+        StoreError::Conflict(format!(
+            "{what} is larger than the store can hold ({})",
+            i64::MAX
+        ))
+        .into()
+    })
+}
+
+/// A stored id or sequence number; negative ones are not ours.
+fn stored_u64(n: i64, what: &str) -> Result<u64, Fail> {
+    u64::try_from(n).map_err(|_| corrupt(format!("a stored {what} is negative")))
+}
+
+fn stored_time(us: i64, what: &str) -> Result<vigil_model::Instant, Fail> {
+    instant(us).ok_or_else(|| corrupt(format!("{what} has a time out of range")))
+}
+
+fn stored_patient_id(id: Option<String>) -> Result<Option<PatientId>, Fail> {
+    id.map(|id| {
+        PatientId::new(id).map_err(|_| corrupt("a stored patient id is not a valid identifier"))
+    })
+    .transpose()
+}
+
+/// The key of a patient that must exist; `NotFound` otherwise.
+fn known_patient(conn: &Connection, id: &PatientId) -> Result<i64, Fail> {
+    patient_pk(conn, id)?.ok_or_else(|| {
+        StoreError::NotFound {
+            what: "patient",
+            id: id.to_string(),
+        }
+        .into()
+    })
+}
+
+/// The key of a device that must exist; `NotFound` otherwise.
+fn known_device(conn: &Connection, id: &DeviceId) -> Result<i64, Fail> {
+    device_pk(conn, id)?.ok_or_else(|| {
+        StoreError::NotFound {
+            what: "device",
+            id: id.to_string(),
+        }
+        .into()
+    })
+}
+
+const UPSERT_ALARM: &str = "INSERT INTO alarms \
+     (id, patient, device, condition, state, priority, raised_at_us, updated_at_us, snapshot) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+     ON CONFLICT (id) DO UPDATE SET patient = excluded.patient, device = excluded.device, \
+     condition = excluded.condition, state = excluded.state, priority = excluded.priority, \
+     raised_at_us = excluded.raised_at_us, updated_at_us = excluded.updated_at_us, \
+     snapshot = excluded.snapshot";
+
+const INSERT_ALARM_EVENT: &str =
+    "INSERT INTO alarm_events (alarm, at_us, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+const ALARM_SELECT: &str = "SELECT a.id, p.id, d.id, a.condition, a.state, a.priority, \
+     a.raised_at_us, a.updated_at_us, a.snapshot \
+     FROM alarms a LEFT JOIN patients p ON p.pk = a.patient LEFT JOIN devices d ON d.pk = a.device";
+
+/// The SQL and arguments of an alarm search (patient given as its key).
+fn alarm_sql(q: &AlarmQuery, patient: Option<i64>) -> (String, Vec<Value>) {
+    let mut sql = format!("{ALARM_SELECT} WHERE 1 = 1");
+    let mut args = Vec::new();
+    if let Some(patient) = patient {
+        sql.push_str(" AND a.patient = ?");
+        args.push(Value::Integer(patient));
+    }
+    if q.open_only {
+        // Spelled as the partial index `alarms_open` is, so the planner can use it.
+        sql.push_str(" AND a.state <> 'resolved'");
+    }
+    // A bound beyond the largest storable id excludes nothing.
+    if let Some(before) = q.before.and_then(|b| i64::try_from(b).ok()) {
+        sql.push_str(" AND a.id < ?");
+        args.push(Value::Integer(before));
+    }
+    sql.push_str(" ORDER BY a.id DESC LIMIT ?");
+    args.push(Value::Integer(limit_value(q.limit)));
+    (sql, args)
+}
+
+fn alarm_from_row(row: &Row<'_>) -> Result<AlarmRecord, Fail> {
+    let id = stored_u64(row.get(0)?, "alarm id")?;
+    let device: Option<String> = row.get(2)?;
+    Ok(AlarmRecord {
+        id,
+        patient: stored_patient_id(row.get(1)?)?,
+        device: device
+            .map(|d| {
+                DeviceId::new(d)
+                    .map_err(|_| corrupt("a stored device id is not a valid identifier"))
+            })
+            .transpose()?,
+        condition: row.get(3)?,
+        state: row.get(4)?,
+        priority: row.get(5)?,
+        raised_at: stored_time(row.get(6)?, &format!("alarm {id}"))?,
+        updated_at: stored_time(row.get(7)?, &format!("alarm {id}"))?,
+        snapshot: row.get(8)?,
+    })
+}
+
+/// Upserts each alarm and appends its event to the alarm's history.
+fn store_alarm_changes(
+    tx: &Transaction<'_>,
+    changes: &[(AlarmRecord, AlarmEventRecord)],
+) -> Result<(), Fail> {
+    let mut upsert = tx.prepare_cached(UPSERT_ALARM)?;
+    let mut insert_event = tx.prepare_cached(INSERT_ALARM_EVENT)?;
+    for (i, (alarm, event)) in changes.iter().enumerate() {
+        if event.alarm != alarm.id {
+            return Err(StoreError::Conflict(format!(
+                "alarm change {i}: its event belongs to another alarm; nothing was stored"
+            ))
+            .into());
+        }
+        if !ALARM_STATES.contains(&alarm.state.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "alarm change {i}: the state is not one of {ALARM_STATES:?}; nothing was stored"
+            ))
+            .into());
+        }
+        if !ALARM_PRIORITIES.contains(&alarm.priority.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "alarm change {i}: the priority is not one of {ALARM_PRIORITIES:?}; nothing was stored"
+            ))
+            .into());
+        }
+        let id = id_value(alarm.id, "an alarm id")?;
+        let patient = alarm
+            .patient
+            .as_ref()
+            .map(|p| known_patient(tx, p))
+            .transpose()?;
+        let device = alarm
+            .device
+            .as_ref()
+            .map(|d| known_device(tx, d))
+            .transpose()?;
+        upsert.execute(params![
+            id,
+            patient,
+            device,
+            alarm.condition,
+            alarm.state,
+            alarm.priority,
+            micros(alarm.raised_at),
+            micros(alarm.updated_at),
+            alarm.snapshot,
+        ])?;
+        insert_event.execute(params![
+            id,
+            micros(event.at),
+            event.kind,
+            event.by,
+            event.detail
+        ])?;
+    }
+    Ok(())
+}
+
+/// Appends stream events; returns their seqs, in order.
+fn store_stream_events(tx: &Transaction<'_>, events: &[NewStreamEvent]) -> Result<Vec<u64>, Fail> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO stream_events (at_us, patient, kind, data) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for event in events {
+        let patient = event
+            .patient
+            .as_ref()
+            .map(|p| known_patient(tx, p))
+            .transpose()?;
+        insert.execute(params![micros(event.at), patient, event.kind, event.data])?;
+        seqs.push(stored_u64(tx.last_insert_rowid(), "stream seq")?);
+    }
+    Ok(seqs)
+}
+
+/// The SQL and arguments of a stream read (patient given as its key).
+fn stream_sql(after: i64, patient: Option<i64>, limit: usize) -> (String, Vec<Value>) {
+    let mut sql = String::from(
+        "SELECT s.seq, s.at_us, p.id, s.kind, s.data \
+         FROM stream_events s LEFT JOIN patients p ON p.pk = s.patient WHERE s.seq > ?",
+    );
+    let mut args = vec![Value::Integer(after)];
+    if let Some(patient) = patient {
+        sql.push_str(" AND s.patient = ?");
+        args.push(Value::Integer(patient));
+    }
+    sql.push_str(" ORDER BY s.seq LIMIT ?");
+    args.push(Value::Integer(limit_value(limit)));
+    (sql, args)
+}
+
+fn stream_event_from_row(row: &Row<'_>) -> Result<StreamEvent, Fail> {
+    let seq = stored_u64(row.get(0)?, "stream seq")?;
+    Ok(StreamEvent {
+        seq,
+        at: stored_time(row.get(1)?, &format!("stream event {seq}"))?,
+        patient: stored_patient_id(row.get(2)?)?,
+        kind: row.get(3)?,
+        data: row.get(4)?,
+    })
+}
+
+/// Observations with an id above `after`, ascending: a range scan of the rowid.
+const OBSERVATIONS_AFTER: &str = "AND o.id > ?1 ORDER BY o.id LIMIT ?2";
+
+// ---------------------------------------------------------------------------------------------
 // The trait
 
 impl Store for SqliteStore {
@@ -1463,6 +1681,202 @@ impl Store for SqliteStore {
                 devices: count(devices)?,
                 observations: count(observations)?,
             })
+        })
+    }
+
+    fn observations_after(
+        &self,
+        after: ObservationId,
+        limit: usize,
+    ) -> Result<Vec<Observation>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read("reading the observation log", |tx| {
+            let mut stmt =
+                tx.prepare_cached(&format!("{OBSERVATION_SELECT} {OBSERVATIONS_AFTER}"))?;
+            let mut rows = stmt.query(params![after.0, limit_value(limit)])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(observation_from_row(row, &self.codes)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn last_observation_id(&self) -> Result<ObservationId, StoreError> {
+        self.read("reading the last observation id", |tx| {
+            let id: i64 = tx
+                .prepare_cached("SELECT coalesce(max(id), 0) FROM observations")?
+                .query_row([], |r| r.get(0))?;
+            Ok(ObservationId(id))
+        })
+    }
+
+    fn record_alarm_changes(
+        &self,
+        changes: &[(AlarmRecord, AlarmEventRecord)],
+        events: &[NewStreamEvent],
+    ) -> Result<Vec<u64>, StoreError> {
+        if changes.is_empty() && events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("recording alarm changes", |tx, _| {
+            store_alarm_changes(tx, changes)?;
+            store_stream_events(tx, events)
+        })
+    }
+
+    fn append_stream_events(&self, events: &[NewStreamEvent]) -> Result<Vec<u64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("appending stream events", |tx, _| {
+            store_stream_events(tx, events)
+        })
+    }
+
+    fn alarm(&self, id: u64) -> Result<Option<AlarmRecord>, StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        self.read("reading an alarm", |tx| {
+            let mut stmt = tx.prepare_cached(&format!("{ALARM_SELECT} WHERE a.id = ?1"))?;
+            let mut rows = stmt.query([id])?;
+            rows.next()?.map(alarm_from_row).transpose()
+        })
+    }
+
+    fn alarms(&self, query: &AlarmQuery) -> Result<Vec<AlarmRecord>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read("searching alarms", |tx| {
+            let patient = match &query.patient {
+                Some(id) => match patient_pk(tx, id)? {
+                    Some(pk) => Some(pk),
+                    None => return Ok(Vec::new()),
+                },
+                None => None,
+            };
+            let (sql, args) = alarm_sql(query, patient);
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(alarm_from_row(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn alarm_events(&self, alarm: u64) -> Result<Vec<AlarmEventRecord>, StoreError> {
+        let Ok(id) = i64::try_from(alarm) else {
+            return Ok(Vec::new());
+        };
+        self.read("reading an alarm's history", |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT at_us, kind, actor, detail FROM alarm_events WHERE alarm = ?1 ORDER BY id",
+            )?;
+            let mut rows = stmt.query([id])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(AlarmEventRecord {
+                    alarm,
+                    at: stored_time(row.get(0)?, &format!("an event of alarm {alarm}"))?,
+                    kind: row.get(1)?,
+                    by: row.get(2)?,
+                    detail: row.get(3)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn max_alarm_id(&self) -> Result<Option<u64>, StoreError> {
+        self.read("reading the highest alarm id", |tx| {
+            let id: Option<i64> = tx
+                .prepare_cached("SELECT max(id) FROM alarms")?
+                .query_row([], |r| r.get(0))?;
+            id.map(|id| stored_u64(id, "alarm id")).transpose()
+        })
+    }
+
+    fn stream_events_after(
+        &self,
+        after: u64,
+        patient: Option<&PatientId>,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        // Nothing is stored beyond i64::MAX.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read("reading the stream log", |tx| {
+            let patient = match patient {
+                Some(id) => match patient_pk(tx, id)? {
+                    Some(pk) => Some(pk),
+                    None => return Ok(Vec::new()),
+                },
+                None => None,
+            };
+            let (sql, args) = stream_sql(after, patient, limit);
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(stream_event_from_row(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn last_stream_seq(&self) -> Result<u64, StoreError> {
+        self.read("reading the last stream seq", |tx| {
+            // AUTOINCREMENT's record of the highest seq ever assigned (kept when pruned).
+            let seq: Option<i64> = tx
+                .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'stream_events'")?
+                .query_row([], |r| r.get(0))
+                .optional()?;
+            stored_u64(seq.unwrap_or(0), "stream seq")
+        })
+    }
+
+    fn prune_stream_events(&self, older_than: vigil_model::Instant) -> Result<u64, StoreError> {
+        self.write("pruning stream events", |tx, _| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM stream_events WHERE at_us < ?1")?
+                .execute([micros(older_than)])?;
+            Ok(deleted as u64)
+        })
+    }
+
+    fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
+        self.read("reading patient settings", |tx| {
+            let pk = known_patient(tx, patient)?;
+            Ok(tx
+                .prepare_cached("SELECT settings FROM patient_settings WHERE patient = ?1")?
+                .query_row([pk], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn put_patient_settings(
+        &self,
+        patient: &PatientId,
+        settings_json: &str,
+    ) -> Result<(), StoreError> {
+        self.write("storing patient settings", |tx, _| {
+            let pk = known_patient(tx, patient)?;
+            tx.prepare_cached(
+                "INSERT INTO patient_settings (patient, settings) VALUES (?1, ?2) \
+                 ON CONFLICT (patient) DO UPDATE SET settings = excluded.settings",
+            )?
+            .execute(params![pk, settings_json])?;
+            Ok(())
         })
     }
 }

@@ -793,3 +793,261 @@ fn the_simulator_drives_a_ward_and_a_load_through_the_broker() {
     let err = vigil_fails(&["sim", "--mqtt-url", "http://x", "--devices", "1"]);
     assert!(err.contains("mqtt://"), "{err}");
 }
+
+/// A live stream read on a background thread; every event received is kept, so a test can look
+/// for events in any order.
+struct Followed {
+    rx: std::sync::mpsc::Receiver<(String, Value)>,
+    seen: Vec<(String, Value)>,
+}
+
+fn follow_stream(server: &Server, token: &str, query: &str) -> Followed {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let resp = reqwest::blocking::Client::builder()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1/stream?{query}", server.http))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    std::thread::spawn(move || {
+        let mut event = String::new();
+        for line in BufReader::new(resp).lines() {
+            let Ok(line) = line else { break };
+            if let Some(kind) = line.strip_prefix("event: ") {
+                event = kind.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if tx.send((event.clone(), value)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    Followed {
+        rx,
+        seen: Vec::new(),
+    }
+}
+
+/// The first event so far (or arriving within 15 s) that matches.
+fn wait_for(stream: &mut Followed, what: impl Fn(&str, &Value) -> bool) -> Value {
+    if let Some((_, data)) = stream.seen.iter().find(|(k, d)| what(k, d)) {
+        return data.clone();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match stream.rx.recv_timeout(left) {
+            Ok((kind, data)) => {
+                let found = what(&kind, &data);
+                stream.seen.push((kind, data.clone()));
+                if found {
+                    return data;
+                }
+            }
+            Err(_) => panic!(
+                "the expected event did not arrive on the stream; seen: {:#?}",
+                stream.seen
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_deterioration_over_mqtt_raises_a_news2_alarm_on_the_stream_that_stays_acknowledged() {
+    let w = ward();
+    let secret = w.add_device("mon-1", "p1");
+    let server = Server::start(w.dir.path());
+    let mut events = follow_stream(&server, &w.token, "patient=p1");
+    wait_for(&mut events, |kind, _| kind == "ready");
+
+    let now = chrono_now_ms();
+    let vitals = json!({"ts": now, "obs": [
+        {"code": "resp_rate", "value": 26},
+        {"code": "spo2", "value": 91},
+        {"code": "o2_supplemental", "value": false},
+        {"code": "systolic_bp", "value": 95},
+        {"code": "diastolic_bp", "value": 60},
+        {"code": "heart_rate", "value": 135},
+        {"code": "acvpu", "value": "A"},
+        {"code": "temperature", "value": 39.5}
+    ]})
+    .to_string();
+    let out = mosquitto_pub(
+        server.mqtt_port,
+        "mon-1",
+        &secret,
+        "vigil/v1/devices/mon-1/obs",
+        &vitals,
+        &[],
+    );
+    assert!(out.status.success());
+
+    // RR 26 → 3, SpO2 91 → 3, air → 0, systolic 95 → 2, pulse 135 → 3, alert → 0, 39.5 °C → 2.
+    let score = wait_for(&mut events, |kind, data| {
+        kind == "news2" && data["complete"] == true
+    });
+    assert_eq!(score["total"], 13);
+    assert_eq!(score["band"], "high");
+    // Raised as the first red score arrived, escalated to high as the others did.
+    let alarm = wait_for(&mut events, |kind, data| {
+        kind == "alarm" && data["condition"] == "news2:band" && data["priority"] == "high"
+    });
+    assert_eq!(alarm["state"], "active");
+    assert_eq!(alarm["patient"], "p1");
+    let id = alarm["id"].as_u64().unwrap();
+
+    let (status, news2) = fhir_get(&server, &w.token, "/api/v1/patients/p1/news2");
+    assert_eq!(status, 200);
+    assert_eq!(news2["total"], 13);
+    assert_eq!(news2["scores"]["temperature"], 2);
+    assert_eq!(news2["inputs"]["consciousness"]["value"], "A");
+    assert_eq!(
+        news2["monitoring_frequency"],
+        "Continuous monitoring of vital signs"
+    );
+
+    let acked: Value = client()
+        .post(format!("{}/api/v1/alerts/{id}/ack", server.http))
+        .bearer_auth(&w.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(acked["state"], "acknowledged");
+    assert_eq!(acked["acknowledged"]["by"], "nadia");
+    let event = wait_for(&mut events, |kind, data| {
+        kind == "alarm" && data["id"] == id && data["state"] == "acknowledged"
+    });
+    assert_eq!(event["event"]["kind"], "acknowledged");
+
+    // Restart: the alarm is still open and acknowledged, and nothing is raised twice.
+    server.stop();
+    let server = Server::start(w.dir.path());
+    let later = json!({"ts": now + 5_000, "obs": [{"code": "heart_rate", "value": 136}, {"code": "resp_rate", "value": 27}]}).to_string();
+    let out = mosquitto_pub(
+        server.mqtt_port,
+        "mon-1",
+        &secret,
+        "vigil/v1/devices/mon-1/obs",
+        &later,
+        &[],
+    );
+    assert!(out.status.success());
+    let (_, alerts) = fhir_get(&server, &w.token, "/api/v1/alerts?patient=p1&status=all");
+    let news2_alarms: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["condition"] == "news2:band")
+        .collect();
+    assert_eq!(news2_alarms.len(), 1, "{alerts}");
+    assert_eq!(news2_alarms[0]["id"], id);
+    assert_eq!(news2_alarms[0]["state"], "acknowledged");
+    let (_, history) = fhir_get(&server, &w.token, &format!("/api/v1/alerts/{id}"));
+    let kinds: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"raised"));
+    assert_eq!(kinds.last(), Some(&"acknowledged"));
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "raised").count(),
+        1,
+        "{kinds:?}"
+    );
+
+    // Only clinicians acknowledge; patients see only themselves.
+    let own = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "patient",
+        "--subject",
+        "p2",
+    ])
+    .trim()
+    .to_owned();
+    assert_eq!(fhir_get(&server, &own, "/api/v1/patients/p1/news2").0, 403);
+    let resp = client()
+        .post(format!("{}/api/v1/alerts/{id}/ack", server.http))
+        .bearer_auth(&own)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+}
+
+#[test]
+fn the_live_stream_resumes_from_last_event_id_without_gaps() {
+    let w = ward();
+    let secret = w.add_device("mon-2", "p2");
+    let server = Server::start(w.dir.path());
+    let mut events = follow_stream(&server, &w.token, "patient=p2");
+    let ready_id = {
+        wait_for(&mut events, |kind, _| kind == "ready");
+        // The ready event's id is the position to resume from; read it from a second connection.
+        let resp = client()
+            .get(format!("{}/api/v1/stream?patient=p2", server.http))
+            .bearer_auth(&w.token)
+            .send()
+            .unwrap();
+        let mut lines = BufReader::new(resp).lines();
+        let id_line = lines
+            .find(|l| l.as_ref().is_ok_and(|l| l.starts_with("id: ")))
+            .unwrap()
+            .unwrap();
+        id_line.trim_start_matches("id: ").to_owned()
+    };
+    let now = chrono_now_ms();
+    for i in 0..3 {
+        let body = json!({"ts": now + i * 1000, "obs": [{"code": "heart_rate", "value": 70 + i}]})
+            .to_string();
+        assert!(
+            mosquitto_pub(
+                server.mqtt_port,
+                "mon-2",
+                &secret,
+                "vigil/v1/devices/mon-2/obs",
+                &body,
+                &[]
+            )
+            .status
+            .success()
+        );
+    }
+    for _ in 0..3 {
+        wait_for(&mut events, |kind, _| kind == "observation");
+    }
+    // A client that was away since `ready_id` gets the three observations from the log.
+    let resumed = client()
+        .get(format!("{}/api/v1/stream?patient=p2", server.http))
+        .bearer_auth(&w.token)
+        .header("Last-Event-ID", &ready_id)
+        .send()
+        .unwrap();
+    let mut values = Vec::new();
+    let mut lines = BufReader::new(resumed).lines();
+    while values.len() < 3 {
+        let line = lines.next().expect("stream open").unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(data).unwrap();
+            if v["resourceType"] == "Observation" {
+                values.push(v["valueQuantity"]["value"].as_i64().unwrap());
+            }
+        }
+    }
+    assert_eq!(values, [70, 71, 72]);
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

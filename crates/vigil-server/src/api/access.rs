@@ -70,6 +70,11 @@ impl Caller {
         (self.0.role == Role::Patient).then_some(self.0.subject.as_str())
     }
 
+    /// Acknowledging alarms and changing monitoring settings: people caring for patients.
+    pub fn may_change_care(&self) -> bool {
+        matches!(self.0.role, Role::Admin | Role::Clinician)
+    }
+
     pub fn may_write_patients(&self) -> bool {
         matches!(
             self.0.role,

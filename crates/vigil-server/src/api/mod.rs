@@ -6,6 +6,7 @@ mod access;
 mod devices;
 mod fhir;
 mod problem;
+mod surveillance;
 
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub struct AppState {
     pub ingest: Ingest,
     pub limits: vigil_codecs::DecodeLimits,
     pub tokens: TokenKeys,
+    pub surveillance: crate::surveillance::SurveillanceHandle,
+    /// Cancelled when the server stops; long-lived responses (the live stream) end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
     pub metrics: PrometheusHandle,
     /// Public base URL of the FHIR API (for `fullUrl` and paging links), e.g. `http://host:8080/fhir`.
     pub fhir_base: String,
@@ -41,6 +45,16 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/api/v1/devices/{device_id}/obs",
             post(devices::post_readings),
         )
+        .route("/api/v1/patients/{id}/news2", get(surveillance::news2))
+        .route(
+            "/api/v1/patients/{id}/settings",
+            get(surveillance::get_settings).put(surveillance::put_settings),
+        )
+        .route("/api/v1/alerts", get(surveillance::list_alerts))
+        .route("/api/v1/alerts/{id}", get(surveillance::get_alert))
+        .route("/api/v1/alerts/{id}/ack", post(surveillance::acknowledge))
+        .route("/api/v1/alerts/{id}/silence", post(surveillance::silence))
+        .route("/api/v1/stream", get(surveillance::stream))
         .merge(fhir::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -135,6 +135,69 @@ CREATE TABLE waveforms (
 ) STRICT;
 CREATE UNIQUE INDEX waveforms_dedup ON waveforms (device, code, start_us);
 CREATE INDEX waveforms_patient ON waveforms (patient, start_us);
+"#;
+
+/// Surveillance (issue 3): alarms, their history, the live-stream log, per-patient settings; and
+/// the observation log made append-only, so observation ids can be tailed.
+const V2: &str = r#"
+-- Observation ids are the rowid (INTEGER PRIMARY KEY without AUTOINCREMENT): a new row gets the
+-- largest id + 1, assigned under the write lock, so ids increase in commit order. They could only
+-- be reused if the row with the largest id were deleted; observations are never deleted, and this
+-- trigger makes sure of it, so `observations_after` tailing by id misses nothing. (Retention of
+-- observations, if it ever comes, must replace this with an AUTOINCREMENT sequence.)
+CREATE TRIGGER observations_append_only BEFORE DELETE ON observations
+BEGIN
+    SELECT RAISE(ABORT, 'observations are append-only');
+END;
+
+-- One row per alarm, upserted on every change. id is assigned by the surveillance engine; alarms
+-- are never deleted, so max(id) continues the numbering after a restart. The snapshot is the
+-- caller's JSON, verbatim; the other columns are copies of its fields for searching.
+CREATE TABLE alarms (
+    id            INTEGER PRIMARY KEY,
+    patient       INTEGER REFERENCES patients (pk),
+    device        INTEGER REFERENCES devices (pk),
+    condition     TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('active', 'acknowledged', 'resolved')),
+    priority      TEXT NOT NULL CHECK (priority IN ('low', 'medium', 'high')),
+    raised_at_us  INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    snapshot      TEXT NOT NULL
+) STRICT;
+-- A patient's alarms, newest first.
+CREATE INDEX alarms_patient ON alarms (patient, id);
+-- The open alarms (few), newest first: the dashboard and the engine's restart.
+CREATE INDEX alarms_open ON alarms (id) WHERE state <> 'resolved';
+
+-- Each alarm's history in the order recorded (the rowid).
+CREATE TABLE alarm_events (
+    id     INTEGER PRIMARY KEY,
+    alarm  INTEGER NOT NULL REFERENCES alarms (id),
+    at_us  INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    actor  TEXT,                          -- who, when a person did it
+    detail TEXT NOT NULL
+) STRICT;
+CREATE INDEX alarm_events_alarm ON alarm_events (alarm, id);
+
+-- The live-stream log. AUTOINCREMENT: a seq is never reused, also after the newest events were
+-- pruned (sqlite_sequence keeps the highest ever assigned).
+CREATE TABLE stream_events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_us   INTEGER NOT NULL,
+    patient INTEGER REFERENCES patients (pk),
+    kind    TEXT NOT NULL,
+    data    TEXT NOT NULL
+) STRICT;
+CREATE INDEX stream_events_patient ON stream_events (patient, seq);
+-- Retention: pruning by time.
+CREATE INDEX stream_events_at ON stream_events (at_us);
+
+-- A patient's surveillance settings (the caller's JSON, verbatim).
+CREATE TABLE patient_settings (
+    patient  INTEGER PRIMARY KEY REFERENCES patients (pk),
+    settings TEXT NOT NULL
+) STRICT;
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.

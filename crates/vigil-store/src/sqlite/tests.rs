@@ -8,7 +8,10 @@ use tempfile::TempDir;
 use vigil_model::{ObservationValue, Quantity, Reading};
 
 use super::*;
-use crate::{ObservationQuery, TimeBound, conformance};
+use crate::{
+    AlarmEventRecord, AlarmQuery, AlarmRecord, NewStreamEvent, ObservationQuery, TimeBound,
+    conformance,
+};
 
 fn fresh() -> (TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -122,6 +125,16 @@ conformance_tests!(
     waveform_round_trip_and_dedup,
     waveform_search,
     stats,
+    observations_after_tails_the_log,
+    alarm_round_trip_and_upsert,
+    alarm_history_in_order,
+    alarm_search_and_paging,
+    max_alarm_id_counts_resolved_alarms,
+    failed_alarm_changes_store_nothing,
+    stream_seqs_strictly_increase,
+    stream_events_by_patient,
+    stream_events_prune,
+    patient_settings_round_trip,
 );
 
 #[test]
@@ -330,6 +343,303 @@ fn everything_survives_a_restart() {
             other => panic!("{other:?}"),
         })
     );
+}
+
+fn alarm(id: u64, patient: Option<&str>, state: &str) -> (AlarmRecord, AlarmEventRecord) {
+    let at = t(9, 0, 0) + Duration::seconds(id as i64);
+    (
+        AlarmRecord {
+            id,
+            patient: patient.map(|p| PatientId::new(p).unwrap()),
+            device: None,
+            condition: "threshold:hr:high".into(),
+            state: state.into(),
+            priority: "medium".into(),
+            raised_at: at,
+            updated_at: at,
+            snapshot: format!(r#"{{"id":{id}}}"#),
+        },
+        AlarmEventRecord {
+            alarm: id,
+            at,
+            kind: state.into(),
+            by: None,
+            detail: "{}".into(),
+        },
+    )
+}
+
+fn stream_event(patient: Option<&str>, second: u32) -> NewStreamEvent {
+    NewStreamEvent {
+        at: t(9, 0, second),
+        patient: patient.map(|p| PatientId::new(p).unwrap()),
+        kind: "score".into(),
+        data: format!(r#"{{"second":{second}}}"#),
+    }
+}
+
+#[test]
+fn alarms_and_stream_seqs_continue_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    register(&store, "mon-1", "a");
+    let first = store
+        .record_alarm_changes(
+            &[alarm(1, Some("a"), "active"), alarm(4, None, "resolved")],
+            &[stream_event(Some("a"), 1), stream_event(None, 2)],
+        )
+        .unwrap();
+    let more = store
+        .append_stream_events(&[stream_event(Some("a"), 3)])
+        .unwrap();
+    assert!(first[0] < first[1] && first[1] < more[0]);
+    store
+        .put_patient_settings(&PatientId::new("a").unwrap(), r#"{"x":1}"#)
+        .unwrap();
+    let before = (
+        store.alarm(1).unwrap(),
+        store.alarm(4).unwrap(),
+        store.alarm_events(4).unwrap(),
+        store.stream_events_after(0, None, 10).unwrap(),
+    );
+    drop(store);
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let after = (
+        store.alarm(1).unwrap(),
+        store.alarm(4).unwrap(),
+        store.alarm_events(4).unwrap(),
+        store.stream_events_after(0, None, 10).unwrap(),
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        store.max_alarm_id().unwrap(),
+        Some(4),
+        "the resolved one too"
+    );
+    assert_eq!(store.last_stream_seq().unwrap(), more[0]);
+    assert_eq!(
+        store
+            .patient_settings(&PatientId::new("a").unwrap())
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"x":1}"#)
+    );
+    let next = store
+        .append_stream_events(&[stream_event(None, 4)])
+        .unwrap();
+    assert!(next[0] > more[0], "seqs continue across a restart");
+
+    // Pruned away entirely, then restarted: seqs still continue and are never reused.
+    assert_eq!(store.prune_stream_events(t(12, 0, 0)).unwrap(), 4);
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.last_stream_seq().unwrap(), next[0]);
+    let after_prune = store
+        .append_stream_events(&[stream_event(None, 5)])
+        .unwrap();
+    assert!(after_prune[0] > next[0]);
+}
+
+/// A database exactly as schema version 1 left it, with a little data written by hand the way
+/// version 1 wrote it.
+fn version_1_database(dir: &TempDir) {
+    let mut conn = raw(dir);
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.execute_batch(schema::MIGRATIONS[0]).unwrap();
+    tx.execute(
+        "INSERT INTO schema_migrations (version, applied_at_us) VALUES (1, 0)",
+        [],
+    )
+    .unwrap();
+    tx.pragma_update(None, "user_version", 1).unwrap();
+    tx.pragma_update(None, "application_id", schema::APPLICATION_ID)
+        .unwrap();
+    tx.execute(
+        "INSERT INTO patients (id, name, family, given, mrn, birth_date, gender, active, search_text) \
+         VALUES ('a', 'Jan Novák', 'Novák', '[\"Jan\"]', 'MRN-1', '1950-03-04', 'male', 1, ?1)",
+        [format!("jan novák{NAME_SEPARATOR}novák{NAME_SEPARATOR}jan")],
+    )
+    .unwrap();
+    tx.execute(
+        "INSERT INTO devices (id, kind, battery_pct, last_seen_us, secret_hash) \
+         VALUES ('mon-1', 'monitor', 80, ?1, zeroblob(32))",
+        [t(9, 1, 0).timestamp_micros()],
+    )
+    .unwrap();
+    tx.execute(
+        "INSERT INTO bindings (device, patient, from_us, to_us) VALUES (1, 1, ?1, NULL)",
+        [t(8, 0, 0).timestamp_micros()],
+    )
+    .unwrap();
+    tx.execute(
+        "INSERT INTO observation_codes (short_name) VALUES ('heart_rate')",
+        [],
+    )
+    .unwrap();
+    for (second, value) in [(0, 72.0), (30, 74.0)] {
+        tx.execute(
+            "INSERT INTO observations (patient, device, code, effective_us, received_us, value, status, quality) \
+             VALUES (1, 1, 1, ?1, ?2, ?3, 0, 0)",
+            params![
+                t(9, 0, second).timestamp_micros(),
+                t(9, 1, 0).timestamp_micros(),
+                value
+            ],
+        )
+        .unwrap();
+    }
+    tx.execute(
+        "UPDATE store_meta SET value = 2 WHERE key = 'observations'",
+        [],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_version_1_database_upgrades_to_version_2_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    version_1_database(&dir);
+    let store = SqliteStore::open(dir.path()).unwrap();
+
+    let conn = raw(&dir);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let applied: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(applied, [1, 2]);
+
+    let a = PatientId::new("a").unwrap();
+    let patient = store.patient(&a).unwrap().expect("the patient kept");
+    assert_eq!(
+        (
+            patient.name.as_str(),
+            patient.mrn.as_deref(),
+            patient.given.clone()
+        ),
+        ("Jan Novák", Some("MRN-1"), vec!["Jan".to_owned()])
+    );
+    let device = store.device(&DeviceId::new("mon-1").unwrap()).unwrap();
+    assert_eq!(device.and_then(|d| d.battery_pct), Some(80));
+    let old = observations_of(&store, "a");
+    assert_eq!(
+        old.iter()
+            .map(|o| (o.id.0, o.effective, o.value.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                1,
+                t(9, 0, 0),
+                ObservationValue::Quantity(Quantity::new(72.0, "/min"))
+            ),
+            (
+                2,
+                t(9, 0, 30),
+                ObservationValue::Quantity(Quantity::new(74.0, "/min"))
+            ),
+        ]
+    );
+    assert_eq!(store.stats().unwrap().observations, 2);
+    assert_eq!(
+        store
+            .codes
+            .number(ObservationCode::Single(Measurand::HeartRate))
+            .unwrap(),
+        1
+    );
+
+    // The old log is tailed like a new one, and the next observation continues it.
+    assert_eq!(store.last_observation_id().unwrap(), ObservationId(2));
+    assert_eq!(store.observations_after(ObservationId(0), 10).unwrap(), old);
+    let outcomes = store
+        .append(&[submission(
+            "mon-1",
+            t(9, 2, 0),
+            vec![hr(72.0, t(9, 0, 0)), hr(75.0, t(9, 1, 0))],
+        )])
+        .unwrap();
+    assert_eq!(
+        outcomes[0].readings,
+        [Outcome::Duplicate(1), Outcome::Stored(3)],
+        "de-duplication spans the upgrade"
+    );
+
+    // The new tables work on the upgraded file.
+    let seqs = store
+        .record_alarm_changes(
+            &[alarm(1, Some("a"), "active")],
+            &[stream_event(Some("a"), 1)],
+        )
+        .unwrap();
+    assert_eq!(seqs, [1]);
+    assert_eq!(store.max_alarm_id().unwrap(), Some(1));
+    store.put_patient_settings(&a, "{}").unwrap();
+    drop(store);
+    // And opening it again changes nothing.
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.last_observation_id().unwrap(), ObservationId(3));
+    assert_eq!(store.last_stream_seq().unwrap(), 1);
+}
+
+#[test]
+fn observations_are_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    register(&store, "mon-1", "a");
+    bind(&store, "mon-1", "a", t(8, 0, 0));
+    store
+        .append(&[submission(
+            "mon-1",
+            t(9, 0, 2),
+            vec![hr(70.0, t(9, 0, 0)), hr(71.0, t(9, 0, 1))],
+        )])
+        .unwrap();
+    // Deleting the newest row would let SQLite hand its id out again, and a tailer past it would
+    // miss the next observation: the schema refuses.
+    let err = raw(&dir)
+        .execute("DELETE FROM observations WHERE id = 2", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert_eq!(store.last_observation_id().unwrap(), ObservationId(2));
+}
+
+#[test]
+fn a_failing_stream_append_rolls_back_the_alarm_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    register(&store, "mon-1", "a");
+    // Make the database refuse stream rows, so the call fails after its alarms went in.
+    raw(&dir)
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON stream_events BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let err = store
+        .record_alarm_changes(
+            &[alarm(1, Some("a"), "active"), alarm(2, None, "active")],
+            &[stream_event(Some("a"), 1)],
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.max_alarm_id().unwrap(), None);
+    assert!(store.alarm_events(1).unwrap().is_empty());
+    raw(&dir).execute_batch("DROP TRIGGER refuse").unwrap();
+    let seqs = store
+        .record_alarm_changes(
+            &[alarm(1, Some("a"), "active")],
+            &[stream_event(Some("a"), 1)],
+        )
+        .unwrap();
+    assert_eq!(seqs, [1], "the failed call took no seq");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -758,4 +1068,49 @@ fn observation_searches_use_an_index_in_order() {
     let (sql, args) = observation_sql(&q, None, Some(1), Some(3));
     let plan = plan(conn, &sql, &args);
     assert!(plan.contains("USING INDEX observations_dedup"), "{plan}");
+}
+
+#[test]
+fn surveillance_reads_use_their_indexes_in_order() {
+    let (_dir, store) = fresh();
+    let reader = store.readers.get().unwrap();
+    let conn = reader.conn.as_ref().unwrap();
+    let check = |sql: &str, args: &[Value], expect: &str| {
+        let plan = plan(conn, sql, args);
+        assert!(plan.contains(expect), "expected {expect}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "a sort: {plan}");
+    };
+    let query = |open_only: bool| AlarmQuery {
+        open_only,
+        before: Some(100),
+        limit: 50,
+        ..AlarmQuery::default()
+    };
+    let (sql, args) = alarm_sql(&query(false), Some(1));
+    check(&sql, &args, "USING INDEX alarms_patient");
+    let (sql, args) = alarm_sql(&query(true), None);
+    check(&sql, &args, "USING INDEX alarms_open");
+    let (sql, args) = alarm_sql(&query(false), None);
+    check(&sql, &args, "USING INTEGER PRIMARY KEY");
+    let (sql, args) = alarm_sql(&query(true), Some(1));
+    check(&sql, &args, "USING INDEX alarms_");
+    check(
+        "SELECT at_us, kind, actor, detail FROM alarm_events WHERE alarm = ?1 ORDER BY id",
+        &[Value::Integer(1)],
+        "USING INDEX alarm_events_alarm",
+    );
+    let (sql, args) = stream_sql(10, Some(1), 50);
+    check(&sql, &args, "USING INDEX stream_events_patient");
+    let (sql, args) = stream_sql(10, None, 50);
+    check(&sql, &args, "USING INTEGER PRIMARY KEY (rowid>?)");
+    check(
+        &format!("{OBSERVATION_SELECT} {OBSERVATIONS_AFTER}"),
+        &[Value::Integer(10), Value::Integer(50)],
+        "SEARCH o USING INTEGER PRIMARY KEY (rowid>?)",
+    );
+    check(
+        "DELETE FROM stream_events WHERE at_us < ?1",
+        &[Value::Integer(10)],
+        "USING COVERING INDEX stream_events_at",
+    );
 }

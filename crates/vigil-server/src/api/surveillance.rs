@@ -1,0 +1,619 @@
+//! Surveillance over HTTP: NEWS2 and settings per patient, the alarm list and operator actions,
+//! and the live stream (server-sent events, resumable with `Last-Event-ID`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use vigil_model::{ObservationId, PatientId};
+use vigil_rules::news2::Spo2Scale;
+use vigil_store::{AlarmQuery, Store};
+
+use super::AppState;
+use super::access::{Caller, Unauthenticated};
+use super::problem::Problem;
+use crate::surveillance::{CommandError, LiveEvent, news2_json, observation_event};
+
+fn unauthenticated(u: Unauthenticated) -> Response {
+    let detail = match u {
+        Unauthenticated::Missing => "A bearer token is required.",
+        Unauthenticated::Invalid => "The bearer token is not valid.",
+    };
+    let mut p = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+    p.www_authenticate = Some("Bearer realm=\"vigil\"");
+    p.into_response()
+}
+
+fn forbidden(detail: &str) -> Response {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", detail).into_response()
+}
+
+fn command_error(e: CommandError) -> Response {
+    match e {
+        CommandError::NoSuchAlarm(id) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("No open alarm {id}."),
+        )
+        .into_response(),
+        CommandError::Refused(why) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", why).into_response()
+        }
+        CommandError::Store(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The store is unavailable; retry later.",
+        )
+        .into_response(),
+        CommandError::Stopped => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Surveillance is not running.",
+        )
+        .into_response(),
+    }
+}
+
+fn no_such_patient() -> Response {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "No such patient.").into_response()
+}
+
+/// `None` when the patient exists; otherwise the response to give.
+async fn unknown_patient(state: &Arc<AppState>, id: &PatientId) -> Option<Response> {
+    let store = state.store.clone();
+    let lookup = id.clone();
+    match tokio::task::spawn_blocking(move || store.patient(&lookup)).await {
+        Ok(Ok(Some(_))) => None,
+        Ok(Ok(None)) => Some(no_such_patient()),
+        _ => Some(
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The store is unavailable.",
+            )
+            .into_response(),
+        ),
+    }
+}
+
+/// `GET /api/v1/patients/{id}/news2`
+pub async fn news2(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    let Ok(id) = PatientId::new(id) else {
+        return no_such_patient();
+    };
+    if !caller.may_read_patient(id.as_str()) {
+        return forbidden("A patient may read only their own record.");
+    }
+    if let Some(r) = unknown_patient(&state, &id).await {
+        return r;
+    }
+    match state.surveillance.news2(id.clone()).await {
+        Ok(assessment) => Json(news2_json(&id, &assessment)).into_response(),
+        Err(e) => command_error(e),
+    }
+}
+
+/// The settings a clinician may change through the API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// 1 or 2 (scale 2 only for confirmed hypercapnic respiratory failure).
+    spo2_scale: Option<u8>,
+}
+
+/// `GET /api/v1/patients/{id}/settings`
+pub async fn get_settings(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    let Ok(id) = PatientId::new(id) else {
+        return no_such_patient();
+    };
+    if !caller.may_read_patient(id.as_str()) {
+        return forbidden("A patient may read only their own record.");
+    }
+    if let Some(r) = unknown_patient(&state, &id).await {
+        return r;
+    }
+    match state.surveillance.settings(id).await {
+        Ok(settings) => Json(json!({ "spo2_scale": settings.spo2_scale.number(), "limits": settings.limits, "trends": settings.trends }))
+            .into_response(),
+        Err(e) => command_error(e),
+    }
+}
+
+/// `PUT /api/v1/patients/{id}/settings` with `{"spo2_scale": 2}`
+pub async fn put_settings(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    body: Result<Json<SettingsChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    if !caller.may_change_care() {
+        return forbidden("Only clinicians and administrators change monitoring settings.");
+    }
+    let Json(change) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "invalid-settings", e.body_text())
+                .into_response();
+        }
+    };
+    let Ok(id) = PatientId::new(id) else {
+        return no_such_patient();
+    };
+    if let Some(r) = unknown_patient(&state, &id).await {
+        return r;
+    }
+    let mut settings = match state.surveillance.settings(id.clone()).await {
+        Ok(s) => s,
+        Err(e) => return command_error(e),
+    };
+    if let Some(scale) = change.spo2_scale {
+        match Spo2Scale::from_number(scale) {
+            Some(s) => settings.spo2_scale = s,
+            None => {
+                return Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-settings",
+                    "spo2_scale must be 1 or 2.",
+                )
+                .into_response();
+            }
+        }
+    }
+    let scale = settings.spo2_scale.number();
+    tracing::info!(
+        by_role = caller.0.role.as_str(),
+        "patient monitoring settings changed"
+    );
+    match state.surveillance.set_settings(id, settings).await {
+        Ok(()) => Json(json!({ "spo2_scale": scale })).into_response(),
+        Err(e) => command_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlertsQuery {
+    /// `active` (not resolved; the default), or `all`.
+    status: Option<String>,
+    patient: Option<String>,
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+/// `GET /api/v1/alerts?status=active&patient=…`
+pub async fn list_alerts(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Query(q): Query<AlertsQuery>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    let open_only = match q.status.as_deref() {
+        None | Some("active") | Some("open") => true,
+        Some("all") => false,
+        Some(other) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                format!("status={other:?}: use active or all."),
+            )
+            .into_response();
+        }
+    };
+    let mut patient = match q.patient.map(PatientId::new) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(_)) => return Json(json!({ "alerts": [] })).into_response(),
+    };
+    if let Some(own) = caller.restricted_to() {
+        match &patient {
+            Some(p) if p.as_str() != own => {
+                return forbidden("A patient may see only their own alarms.");
+            }
+            _ => patient = PatientId::new(own).ok(),
+        }
+    }
+    let query = AlarmQuery {
+        patient,
+        open_only,
+        before: q.before,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.alarms(&query)).await {
+        Ok(Ok(records)) => {
+            let alerts: Vec<Value> = records
+                .iter()
+                .map(|r| {
+                    let mut v: Value = serde_json::from_str(&r.snapshot).unwrap_or(Value::Null);
+                    match serde_json::from_value::<vigil_rules::alarm::Alarm>(v.clone()) {
+                        Ok(alarm) => v = crate::surveillance::alarm_json(&alarm, r.patient.as_ref()),
+                        Err(_) => v = json!({"id": r.id, "state": r.state, "priority": r.priority, "condition": r.condition}),
+                    }
+                    v
+                })
+                .collect();
+            Json(json!({ "alerts": alerts })).into_response()
+        }
+        _ => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The store is unavailable.",
+        )
+        .into_response(),
+    }
+}
+
+/// `GET /api/v1/alerts/{id}`: the alarm with its history.
+pub async fn get_alert(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<u64>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    let store = state.store.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<_, vigil_store::StoreError> {
+        let Some(record) = store.alarm(id)? else {
+            return Ok(None);
+        };
+        Ok(Some((record, store.alarm_events(id)?)))
+    })
+    .await;
+    let Ok(Ok(found)) = found else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The store is unavailable.",
+        )
+        .into_response();
+    };
+    let Some((record, events)) = found else {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("No alarm {id}."),
+        )
+        .into_response();
+    };
+    if let Some(own) = caller.restricted_to()
+        && record.patient.as_ref().is_none_or(|p| p.as_str() != own)
+    {
+        return forbidden("A patient may see only their own alarms.");
+    }
+    let mut body = match serde_json::from_str::<vigil_rules::alarm::Alarm>(&record.snapshot) {
+        Ok(alarm) => crate::surveillance::alarm_json(&alarm, record.patient.as_ref()),
+        Err(_) => json!({"id": record.id}),
+    };
+    body["history"] = events
+        .iter()
+        .map(|e| json!({"at": e.at, "kind": e.kind, "by": e.by, "detail": e.detail}))
+        .collect();
+    Json(body).into_response()
+}
+
+/// `POST /api/v1/alerts/{id}/ack`
+pub async fn acknowledge(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<u64>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    if !caller.may_change_care() {
+        return forbidden("Only clinicians and administrators acknowledge alarms.");
+    }
+    match state
+        .surveillance
+        .acknowledge(id, caller.0.subject.clone())
+        .await
+    {
+        Ok(alarm) => Json(alarm).into_response(),
+        Err(e) => command_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceRequest {
+    /// How long to pause the audio, 1–15 minutes.
+    minutes: u32,
+}
+
+/// `POST /api/v1/alerts/{id}/silence` with `{"minutes": 2}`
+pub async fn silence(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<u64>,
+    body: Result<Json<SilenceRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    if !caller.may_change_care() {
+        return forbidden("Only clinicians and administrators silence alarms.");
+    }
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "invalid-request", e.body_text())
+                .into_response();
+        }
+    };
+    let until = chrono::Utc::now() + chrono::Duration::minutes(i64::from(req.minutes));
+    match state
+        .surveillance
+        .silence(id, caller.0.subject.clone(), until)
+        .await
+    {
+        Ok(alarm) => Json(alarm).into_response(),
+        Err(e) => command_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    patient: Option<String>,
+    /// Alternative to the `Last-Event-ID` header, for clients that cannot set headers.
+    last_event_id: Option<String>,
+}
+
+/// Where a client is in both logs: `"{observation id}.{stream seq}"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Position {
+    observation: i64,
+    seq: u64,
+}
+
+impl Position {
+    fn parse(raw: &str) -> Option<Position> {
+        let (o, s) = raw.trim().split_once('.')?;
+        Some(Position {
+            observation: o.parse().ok()?,
+            seq: s.parse().ok()?,
+        })
+    }
+    fn id(&self) -> String {
+        format!("{}.{}", self.observation, self.seq)
+    }
+    /// Advances past `event`; false if the client already has it.
+    fn advance(&mut self, event: &LiveEvent) -> bool {
+        if event.observation > 0 {
+            if event.observation <= self.observation {
+                return false;
+            }
+            self.observation = event.observation;
+        }
+        if event.seq > 0 {
+            if event.seq <= self.seq {
+                return false;
+            }
+            self.seq = event.seq;
+        }
+        true
+    }
+}
+
+/// Most stored events replayed to a reconnecting client before it is told to reload instead.
+const REPLAY_LIMIT: usize = 10_000;
+
+/// `GET /api/v1/stream?patient=…`: new observations (as FHIR), NEWS2 changes and alarm changes as
+/// server-sent events. Each event id is the client's position; a client reconnecting with
+/// `Last-Event-ID` first gets everything it missed from the stored logs, then live events.
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    let mut patient = match q.patient.map(PatientId::new) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(_)) => {
+            return Problem::new(StatusCode::NOT_FOUND, "not-found", "No such patient.")
+                .into_response();
+        }
+    };
+    if let Some(own) = caller.restricted_to() {
+        match &patient {
+            Some(p) if p.as_str() != own => {
+                return forbidden("A patient may follow only their own record.");
+            }
+            _ => patient = PatientId::new(own).ok(),
+        }
+    }
+    // Subscribe before reading the logs, so nothing falls between the replay and the live feed.
+    let live = state.surveillance.subscribe();
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.last_event_id)
+        .and_then(|raw| Position::parse(&raw));
+    let store = state.store.clone();
+    let (start, replay) = match resume {
+        Some(position) => {
+            let filter = patient.clone();
+            match tokio::task::spawn_blocking(move || {
+                replay_from(store.as_ref(), position, filter.as_ref())
+            })
+            .await
+            {
+                Ok(Ok(r)) => r,
+                _ => {
+                    return Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "The store is unavailable.",
+                    )
+                    .into_response();
+                }
+            }
+        }
+        None => {
+            let position = tokio::task::spawn_blocking(
+                move || -> Result<Position, vigil_store::StoreError> {
+                    Ok(Position {
+                        observation: store.last_observation_id()?.0,
+                        seq: store.last_stream_seq()?,
+                    })
+                },
+            )
+            .await;
+            match position {
+                Ok(Ok(p)) => (p, Vec::new()),
+                _ => {
+                    return Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "The store is unavailable.",
+                    )
+                    .into_response();
+                }
+            }
+        }
+    };
+    let events = live_events(start, replay, live, patient)
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn replay_from(
+    store: &dyn Store,
+    from: Position,
+    patient: Option<&PatientId>,
+) -> Result<(Position, Vec<LiveEvent>), vigil_store::StoreError> {
+    let mut out = Vec::new();
+    let mut after = ObservationId(from.observation);
+    let mut scanned = 0;
+    // Bounded in what is sent and in what is read for it.
+    while out.len() < REPLAY_LIMIT && scanned < 20 * REPLAY_LIMIT {
+        let batch = store.observations_after(after, 1024)?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        scanned += batch.len();
+        out.extend(
+            batch
+                .iter()
+                .filter(|o| patient.is_none_or(|p| &o.patient == p))
+                .map(observation_event),
+        );
+    }
+    for e in store.stream_events_after(from.seq, patient, REPLAY_LIMIT)? {
+        let kind = match e.kind.as_str() {
+            "news2" => "news2",
+            "alarm" => "alarm",
+            _ => "event",
+        };
+        out.push(LiveEvent {
+            observation: 0,
+            seq: e.seq,
+            patient: e.patient,
+            kind,
+            data: Arc::new(serde_json::from_str(&e.data).unwrap_or(Value::Null)),
+        });
+    }
+    Ok((from, out))
+}
+
+fn to_sse(position: &Position, event: &LiveEvent) -> Event {
+    Event::default()
+        .id(position.id())
+        .event(event.kind)
+        .data(event.data.to_string())
+}
+
+fn live_events(
+    start: Position,
+    replay: Vec<LiveEvent>,
+    live: tokio::sync::broadcast::Receiver<LiveEvent>,
+    patient: Option<PatientId>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mut position = start;
+    // The ready event carries the starting position: a client that drops before the replay ends
+    // resumes from there and gets it all again.
+    let ready = Event::default().id(start.id()).event("ready").data("{}");
+    let mut replayed: Vec<Result<Event, Infallible>> = Vec::with_capacity(replay.len());
+    for e in &replay {
+        if position.advance(e) {
+            replayed.push(Ok(to_sse(&position, e)));
+        }
+    }
+    let head = stream::iter(std::iter::once(Ok(ready)).chain(replayed));
+    let tail = stream::unfold(
+        (live, position, patient, false),
+        |(mut live, mut position, patient, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match live.recv().await {
+                    Ok(event) => {
+                        if patient
+                            .as_ref()
+                            .is_some_and(|p| event.patient.as_ref() != Some(p))
+                        {
+                            continue;
+                        }
+                        if !position.advance(&event) {
+                            continue;
+                        }
+                        let sse = to_sse(&position, &event);
+                        return Some((Ok(sse), (live, position, patient, false)));
+                    }
+                    // Too far behind: end the stream; the client reconnects with its Last-Event-ID
+                    // and gets what it missed from the stored logs.
+                    Err(RecvError::Lagged(_)) => {
+                        let bye = Event::default()
+                            .event("lagged")
+                            .data("{\"reconnect\":true}");
+                        return Some((Ok(bye), (live, position, patient, true)));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    head.chain(tail).boxed()
+}
