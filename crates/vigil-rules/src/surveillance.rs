@@ -50,6 +50,10 @@ pub struct SurveillanceConfig {
     /// hour: Chart 4's most frequent scheduled observation interval for a patient not on
     /// continuous monitoring. Older values make the score incomplete, never normal.
     pub news2_freshness: TimeDelta,
+    /// How long NEWS2 must stay at low-medium or above, by the time of the readings, before the
+    /// band alarm is raised: one odd reading (a cough, a motion artifact the device did not flag)
+    /// moves a 1 Hz score for a moment; a deterioration stays.
+    pub news2_alarm_delay: TimeDelta,
     pub watch: WatchConfig,
 }
 
@@ -57,6 +61,7 @@ impl Default for SurveillanceConfig {
     fn default() -> Self {
         SurveillanceConfig {
             news2_freshness: TimeDelta::hours(1),
+            news2_alarm_delay: TimeDelta::seconds(30),
             watch: WatchConfig::default(),
         }
     }
@@ -226,6 +231,10 @@ struct PatientState {
     latest: News2Latest,
     /// The last assessment published, to report only changes.
     last: Option<News2Assessment>,
+    /// Since when (reading time) NEWS2 has been at low-medium or above, while that lasts.
+    elevated_since: Option<Instant>,
+    /// Whether the band alarm's condition is reported present.
+    band_alarmed: bool,
     thresholds: ThresholdMonitor,
     trends: TrendMonitor,
 }
@@ -238,6 +247,8 @@ impl PatientState {
             settings,
             latest: News2Latest::default(),
             last: None,
+            elevated_since: None,
+            band_alarmed: false,
         })
     }
 }
@@ -427,8 +438,9 @@ impl Surveillance {
                     .observe(*m, Some(q.value), obs.effective, obs.quality),
             );
         }
-        // Artifacts and non-results do not feed the score.
+        // Artifacts, values the device itself doubts, and non-results do not feed the score.
         let usable = !obs.quality.contains(QualityFlags::ARTIFACT)
+            && !obs.quality.contains(QualityFlags::QUESTIONABLE)
             && matches!(
                 obs.status,
                 ObservationStatus::Final
@@ -450,7 +462,9 @@ impl Surveillance {
     /// inputs and trend windows are refilled; alarms come from [`Surveillance::restore_alarms`].
     pub fn replay(&mut self, obs: &Observation) -> Result<(), SurveillanceError> {
         let state = self.patient(&obs.patient)?;
-        if !obs.quality.contains(QualityFlags::ARTIFACT) {
+        if !obs.quality.contains(QualityFlags::ARTIFACT)
+            && !obs.quality.contains(QualityFlags::QUESTIONABLE)
+        {
             state.latest.record(obs);
         }
         if let (ObservationCode::Single(m), ObservationValue::Quantity(q)) = (&obs.code, &obs.value)
@@ -493,19 +507,62 @@ impl Surveillance {
         {
             return Ok(());
         }
-        let condition = news2_condition(patient, &assessment);
+        let elevated = assessment.score.band > Band::Low;
+        let newest_reading = assessment
+            .measured_at
+            .iter()
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap_or(now);
+        let condition = match (elevated, state.elevated_since) {
+            (true, None) => {
+                state.elevated_since = Some(newest_reading);
+                None
+            }
+            (true, Some(_)) => None,
+            (false, _) => {
+                state.elevated_since = None;
+                std::mem::take(&mut state.band_alarmed)
+                    .then(|| news2_condition(patient, &assessment))
+            }
+        };
         state.last = Some(assessment.clone());
         out.push(Output::News2 {
             patient: patient.clone(),
             assessment,
         });
+        if let Some(condition) = condition {
+            out.extend(
+                self.book
+                    .apply(&condition, now)
+                    .into_iter()
+                    .map(Output::Alarm),
+            );
+        }
+        self.band_alarm(patient, now, out);
+        Ok(())
+    }
+
+    /// Raises (or escalates) the band alarm once NEWS2 has been elevated for the alarm delay.
+    fn band_alarm(&mut self, patient: &PatientId, now: Instant, out: &mut Vec<Output>) {
+        let delay = self.config.news2_alarm_delay;
+        let Some(state) = self.patients.get_mut(patient) else {
+            return;
+        };
+        let (Some(since), Some(last)) = (state.elevated_since, state.last.as_ref()) else {
+            return;
+        };
+        if now < since + delay {
+            return;
+        }
+        state.band_alarmed = true;
+        let condition = news2_condition(patient, last);
         out.extend(
             self.book
                 .apply(&condition, now)
                 .into_iter()
                 .map(Output::Alarm),
         );
-        Ok(())
     }
 
     /// The current NEWS2 of a patient.
@@ -546,6 +603,18 @@ impl Surveillance {
         for patient in due {
             self.reassess(&patient, now, freshness, &mut out)?;
         }
+        let delay = self.config.news2_alarm_delay;
+        let band_due: Vec<PatientId> = self
+            .patients
+            .iter()
+            .filter(|(_, s)| {
+                !s.band_alarmed && s.elevated_since.is_some_and(|since| since + delay <= now)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for patient in band_due {
+            self.band_alarm(&patient, now, &mut out);
+        }
         Ok(out)
     }
 
@@ -561,10 +630,18 @@ impl Surveillance {
                     .and_then(|last| s.latest.next_stale(freshness, last.at))
             })
             .min();
+        let delay = self.config.news2_alarm_delay;
+        let band = self
+            .patients
+            .values()
+            .filter(|s| !s.band_alarmed)
+            .filter_map(|s| s.elevated_since.map(|since| since + delay))
+            .min();
         [
             self.devices.next_deadline(),
             self.book.next_deadline(),
             stale,
+            band,
         ]
         .into_iter()
         .flatten()
@@ -717,6 +794,12 @@ mod tests {
         out.extend(feed(&mut s, obs(Measurand::RespRate, 22.0, 60)));
         let a = last_news2(&out).unwrap();
         assert_eq!((a.score.total, a.score.band), (6, Band::Medium));
+        // Not yet: the band must hold for the alarm delay (30 s from the readings).
+        assert!(!s.book().open().any(|a| a.key.condition == NEWS2_CONDITION));
+        assert_eq!(s.next_deadline(), Some(t(90)));
+        s.tick(t(89)).unwrap();
+        assert!(!s.book().open().any(|a| a.key.condition == NEWS2_CONDITION));
+        s.tick(t(90)).unwrap();
         let news2_alarms: Vec<_> = s
             .book()
             .open()
@@ -738,6 +821,28 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn a_brief_excursion_raises_no_band_alarm() {
+        let mut s = Surveillance::new(SurveillanceConfig::default()).unwrap();
+        full_set(&mut s, 16.0, 97.0, 72.0, 37.0, 120.0, 0);
+        // One unflagged motion spike scores pulse 3 for a few seconds, then normal again.
+        let out = feed(&mut s, obs(Measurand::HeartRate, 180.0, 10));
+        assert_eq!(last_news2(&out).unwrap().score.band, Band::LowMedium);
+        feed(&mut s, obs(Measurand::HeartRate, 74.0, 15));
+        for sec in [40, 60] {
+            s.tick(t(sec)).unwrap();
+        }
+        assert!(
+            s.book().is_empty(),
+            "{:?}",
+            s.book().open().collect::<Vec<_>>()
+        );
+        // A value the device flags as questionable does not even move the score.
+        let mut doubtful = obs(Measurand::HeartRate, 190.0, 65);
+        doubtful.quality = QualityFlags::QUESTIONABLE;
+        assert!(last_news2(&feed(&mut s, doubtful)).is_none());
     }
 
     #[test]
@@ -816,6 +921,7 @@ mod tests {
         full_set(&mut s, 16.0, 97.0, 72.0, 37.0, 120.0, 0);
         feed(&mut s, obs(Measurand::RespRate, 30.0, 60));
         feed(&mut s, obs(Measurand::HeartRate, 140.0, 60));
+        s.tick(t(90)).unwrap();
         let open: Vec<_> = s.book().open().cloned().collect();
         assert!(!open.is_empty());
         let id = open

@@ -1,5 +1,9 @@
 //! Physiology for the simulated ward: plausible adult vital signs that drift, wobble and now and
 //! then go wrong the way real patients and real sensors do.
+//!
+//! Two wards: [`ward`] for the demo, whose scripted deteriorations start within the first minutes
+//! so a newcomer sees one unfold, and [`ward_for_day`] for the alarm-burden benchmark
+//! ([`crate::burden`]), whose deteriorations start at staggered times across a simulated day.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -25,6 +29,14 @@ impl Scenario {
         }
     }
 
+    /// When the deterioration starts, in simulation seconds (`None` for a stable patient).
+    pub fn onset_s(&self) -> Option<f64> {
+        match *self {
+            Scenario::Stable => None,
+            Scenario::Sepsis { onset_s, .. } | Scenario::Hypoxia { onset_s, .. } => Some(onset_s),
+        }
+    }
+
     /// How far the deterioration has progressed, 0 (not started) to 1 (fully developed).
     fn severity(&self, t: f64) -> f64 {
         match *self {
@@ -34,6 +46,40 @@ impl Scenario {
             }
         }
     }
+
+    /// Level of consciousness on the ACVPU scale: alert, except late in sepsis, once it has been
+    /// fully developed for as long again as it took to develop (septic encephalopathy: new
+    /// confusion, "C").
+    pub fn acvpu(&self, t: f64) -> &'static str {
+        match *self {
+            Scenario::Sepsis { onset_s, ramp_s } if t >= onset_s + 2.0 * ramp_s.max(1.0) => "C",
+            _ => "A",
+        }
+    }
+
+    /// Whether the patient is on supplemental oxygen: on air, except in respiratory deterioration
+    /// once the fall in SpO2 is fully developed, when the nurse starts oxygen.
+    pub fn on_oxygen(&self, t: f64) -> bool {
+        match *self {
+            Scenario::Hypoxia { onset_s, ramp_s } => t >= onset_s + ramp_s.max(1.0),
+            _ => false,
+        }
+    }
+}
+
+/// How often unflagged motion artifacts start, per message (at the demo's one message per second,
+/// a few per patient-day each).
+const MOTION_SPO2_DIP_PER_MESSAGE: f64 = 4.0 / 86_400.0;
+const MOTION_HR_BURST_PER_MESSAGE: f64 = 3.0 / 86_400.0;
+
+/// An unflagged motion artifact in progress: the device reports a wrong value for a few seconds
+/// without marking it, as real oximeters and ECG leads do when the patient moves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Motion {
+    /// The pulse oximeter reads 80–85 % (the plethysmogram is disturbed, not the patient).
+    Spo2Dip { until: f64 },
+    /// Muscle noise on the ECG is counted as beats: 135–160 /min.
+    HeartRateBurst { until: f64 },
 }
 
 /// A patient's own resting values.
@@ -65,6 +111,7 @@ pub struct SimPatient {
     pub baseline: Baseline,
     pub scenario: Scenario,
     rng: StdRng,
+    motion: Option<Motion>,
 }
 
 const NAMES: [&str; 24] = [
@@ -114,6 +161,7 @@ impl SimPatient {
             baseline,
             scenario,
             rng,
+            motion: None,
         }
     }
 
@@ -147,9 +195,24 @@ impl SimPatient {
         }
     }
 
+    /// How long an unflagged motion artifact lasts: mostly 3–8 s, one in four 12–40 s (a patient
+    /// turning over, a long walk to the bathroom with the probe on).
+    fn motion_seconds(&mut self) -> f64 {
+        let long = self.rng.random_bool(0.25);
+        let range = if long { 12.0..40.0_f64 } else { 3.0..8.0 };
+        self.rng.random_range(range).round()
+    }
+
     /// One device message (Vigil's payload contract) for time `t`. Continuous signals every call;
-    /// blood pressure and temperature only when `with_spot_checks`. About one message in 300
-    /// carries an artifact: a flagged probe-off SpO2 or a motion spike in heart rate.
+    /// blood pressure, temperature, level of consciousness (`acvpu`) and whether the patient is on
+    /// oxygen (`o2_supplemental`) only when `with_spot_checks`, so NEWS2 can be complete.
+    ///
+    /// Artifacts, as real monitors produce them:
+    /// * about one message in 300 carries a *flagged* artifact: a probe-off SpO2 marked
+    ///   `artifact` or a motion spike in heart rate marked `questionable`;
+    /// * a few times per patient-day (at one message per second) an *unflagged* motion artifact
+    ///   lasts 3–8 s, now and then 12–40 s: SpO2 reading 80–85 % or heart rate 135–160 /min,
+    ///   with nothing to tell it from a real value but its brevity.
     pub fn message(
         &mut self,
         t: f64,
@@ -164,6 +227,33 @@ impl SimPatient {
             json!({"code": "spo2", "value": v.spo2.round(), "unit": "%"}),
             json!({"code": "resp_rate", "value": v.resp_rate.round(), "unit": "/min"}),
         ];
+        // Unflagged motion: one draw per message whatever happens, so the random sequence (and
+        // with it every later value) does not depend on the scenario.
+        let motion: f64 = self.rng.random();
+        if self.motion.is_some_and(|m| match m {
+            Motion::Spo2Dip { until } | Motion::HeartRateBurst { until } => t >= until,
+        }) {
+            self.motion = None;
+        }
+        if self.motion.is_none()
+            && motion < MOTION_SPO2_DIP_PER_MESSAGE + MOTION_HR_BURST_PER_MESSAGE
+        {
+            let until = t + self.motion_seconds();
+            self.motion = Some(if motion < MOTION_SPO2_DIP_PER_MESSAGE {
+                Motion::Spo2Dip { until }
+            } else {
+                Motion::HeartRateBurst { until }
+            });
+        }
+        match self.motion {
+            Some(Motion::Spo2Dip { .. }) => {
+                obs[1] = json!({"code": "spo2", "value": self.rng.random_range(80.0..85.0_f64).round(), "unit": "%"});
+            }
+            Some(Motion::HeartRateBurst { .. }) => {
+                obs[0] = json!({"code": "heart_rate", "value": self.rng.random_range(135.0..160.0_f64).round(), "unit": "/min"});
+            }
+            None => {}
+        }
         let artifact: f64 = self.rng.random();
         if artifact < 0.002 {
             obs[1] = json!({"code": "spo2", "value": self.rng.random_range(55.0..75.0_f64).round(), "unit": "%", "quality": ["artifact"]});
@@ -176,6 +266,8 @@ impl SimPatient {
                 json!({"code": "diastolic_bp", "value": v.diastolic.round(), "unit": "mm[Hg]"}),
             );
             obs.push(json!({"code": "temperature", "value": round1(v.temperature), "unit": "Cel"}));
+            obs.push(json!({"code": "acvpu", "value": self.scenario.acvpu(t)}));
+            obs.push(json!({"code": "o2_supplemental", "value": self.scenario.on_oxygen(t)}));
         }
         json!({"ts": ts_ms, "obs": obs, "battery": 100 - ((t / 600.0) as i64).min(80)})
     }
@@ -193,6 +285,36 @@ pub fn ward(n: usize, seed: u64) -> Vec<SimPatient> {
                 },
                 7 => Scenario::Hypoxia {
                     onset_s: 120.0 + 30.0 * (i / 10) as f64,
+                    ramp_s: 480.0,
+                },
+                _ => Scenario::Stable,
+            };
+            SimPatient::new(i, scenario, seed)
+        })
+        .collect()
+}
+
+/// The scripted deteriorations of a ward of `n`: the same beds as [`ward`] (every tenth from the
+/// fourth septic, every tenth from the eighth hypoxic), but the `k`-th of `m` deteriorations starts
+/// at `(k + 1) / (m + 1)` of `duration_s` (rounded to the minute), so over a simulated day they
+/// start at different hours: night and day, circadian low and high. Ramps as in [`ward`] (sepsis
+/// 10 min, hypoxia 8 min); each stays deteriorated to the end.
+pub fn ward_for_day(n: usize, seed: u64, duration_s: f64) -> Vec<SimPatient> {
+    let sick = (0..n).filter(|i| matches!(i % 10, 3 | 7)).count();
+    let mut k = 0;
+    (0..n)
+        .map(|i| {
+            let mut onset = || {
+                k += 1;
+                (duration_s * k as f64 / (sick + 1) as f64 / 60.0).round() * 60.0
+            };
+            let scenario = match i % 10 {
+                3 => Scenario::Sepsis {
+                    onset_s: onset(),
+                    ramp_s: 600.0,
+                },
+                7 => Scenario::Hypoxia {
+                    onset_s: onset(),
                     ramp_s: 480.0,
                 },
                 _ => Scenario::Stable,
@@ -270,9 +392,138 @@ mod tests {
                 "resp_rate",
                 "systolic_bp",
                 "diastolic_bp",
-                "temperature"
+                "temperature",
+                "acvpu",
+                "o2_supplemental"
             ]
         );
+        // The real decoder accepts every reading: BP becomes one panel, the rest one reading each.
+        let received = chrono::DateTime::from_timestamp_millis(1_763_720_100_000).unwrap();
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let decoded = vigil_codecs::decode_device_message(
+            &bytes,
+            received,
+            &vigil_codecs::DecodeLimits::default(),
+        )
+        .unwrap();
+        assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+        assert_eq!(decoded.readings.len(), 7);
+        assert_eq!(decoded.battery_pct, Some(100));
+        assert!(decoded.readings.iter().any(|r| r.value
+            == vigil_model::ObservationValue::Acvpu(vigil_model::Acvpu::Alert)));
+        assert!(
+            decoded
+                .readings
+                .iter()
+                .any(|r| r.value == vigil_model::ObservationValue::OnOxygen(false))
+        );
+        // Between spot checks only the continuous signals.
+        let m = p.message(1.0, 12.0, 1_763_720_101_000, false);
+        assert_eq!(m["obs"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn late_sepsis_brings_new_confusion_and_hypoxia_brings_oxygen() {
+        let sepsis = Scenario::Sepsis {
+            onset_s: 100.0,
+            ramp_s: 600.0,
+        };
+        assert_eq!(sepsis.acvpu(0.0), "A");
+        assert_eq!(sepsis.acvpu(1299.0), "A");
+        assert_eq!(sepsis.acvpu(1300.0), "C");
+        assert!(!sepsis.on_oxygen(5000.0));
+        let hypoxia = Scenario::Hypoxia {
+            onset_s: 100.0,
+            ramp_s: 480.0,
+        };
+        assert!(!hypoxia.on_oxygen(579.0));
+        assert!(hypoxia.on_oxygen(580.0));
+        assert_eq!(hypoxia.acvpu(5000.0), "A");
+        assert!(!Scenario::Stable.on_oxygen(1e6));
+        assert_eq!(Scenario::Stable.acvpu(1e6), "A");
+    }
+
+    #[test]
+    fn unflagged_motion_artifacts_happen_a_few_times_a_day() {
+        let mut p = SimPatient::new(0, Scenario::Stable, 1);
+        let (mut dips, mut bursts) = (0, 0);
+        let (mut in_dip, mut in_burst) = (false, false);
+        for t in 0..86_400 {
+            let m = p.message(t as f64, (t / 3600) as f64, t * 1000, false);
+            let unflagged = |i: usize| m["obs"][i].get("quality").is_none();
+            let spo2 = m["obs"][1]["value"].as_f64().unwrap();
+            let hr = m["obs"][0]["value"].as_f64().unwrap();
+            let dip = unflagged(1) && (80.0..=85.0).contains(&spo2);
+            let burst = unflagged(0) && (135.0..=160.0).contains(&hr);
+            dips += usize::from(dip && !in_dip);
+            bursts += usize::from(burst && !in_burst);
+            (in_dip, in_burst) = (dip, burst);
+        }
+        assert!((1..=12).contains(&dips), "{dips} SpO2 dips");
+        assert!((1..=12).contains(&bursts), "{bursts} heart-rate bursts");
+    }
+
+    #[test]
+    fn the_random_course_does_not_depend_on_the_scenario() {
+        // What makes a stable twin of a deteriorating patient: same noise, same artifacts.
+        let mut stable = SimPatient::new(3, Scenario::Stable, 9);
+        let mut sick = SimPatient::new(
+            3,
+            Scenario::Sepsis {
+                onset_s: 600.0,
+                ramp_s: 600.0,
+            },
+            9,
+        );
+        for t in 0..2000 {
+            let a = stable.message(t as f64, 12.0, t * 1000, t % 30 == 0);
+            let b = sick.message(t as f64, 12.0, t * 1000, t % 30 == 0);
+            if t < 600 {
+                assert_eq!(a, b, "t = {t}");
+            }
+        }
+        assert_eq!(
+            stable.message(2000.0, 12.0, 0, false)["battery"],
+            sick.message(2000.0, 12.0, 0, false)["battery"]
+        );
+    }
+
+    #[test]
+    fn a_day_ward_staggers_its_deteriorations_and_the_demo_ward_does_not_change() {
+        let day = ward_for_day(20, 7, 86_400.0);
+        let onsets: Vec<(usize, &str, f64)> = day
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.scenario.onset_s().map(|o| (i, p.scenario.name(), o)))
+            .collect();
+        assert_eq!(
+            onsets,
+            [
+                (3, "sepsis", 17_280.0),
+                (7, "hypoxia", 34_560.0),
+                (13, "sepsis", 51_840.0),
+                (17, "hypoxia", 69_120.0)
+            ]
+        );
+        let demo: Vec<Scenario> = ward(20, 7).iter().map(|p| p.scenario).collect();
+        assert_eq!(
+            demo[3],
+            Scenario::Sepsis {
+                onset_s: 60.0,
+                ramp_s: 600.0
+            }
+        );
+        assert_eq!(
+            demo[17],
+            Scenario::Hypoxia {
+                onset_s: 150.0,
+                ramp_s: 480.0
+            }
+        );
+        // Same beds, same people.
+        for (a, b) in day.iter().zip(ward(20, 7).iter()) {
+            assert_eq!((&a.id, a.baseline), (&b.id, b.baseline));
+        }
     }
 
     #[test]

@@ -33,9 +33,16 @@ pub struct BenchArgs {
     /// Skip the Mosquitto run (Vigil only).
     #[arg(long)]
     pub no_mosquitto: bool,
+    /// Instead of the ingest comparison, measure reading-received → alarm-on-the-stream latency
+    /// under a background load of `--background-rate` readings/s.
+    #[arg(long)]
+    pub alarm_latency: bool,
+    /// Background readings per second for `--alarm-latency`.
+    #[arg(long, default_value_t = 10_000)]
+    pub background_rate: u32,
 }
 
-struct Reaped(Child);
+pub(crate) struct Reaped(pub(crate) Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -44,13 +51,13 @@ impl Drop for Reaped {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());
@@ -88,6 +95,9 @@ fn print_report(name: &str, r: &LoadReport) {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.alarm_latency {
+        return crate::bench_latency::run(args).await;
+    }
     let work = tempfile::tempdir()?;
     let data_dir = work.path().join("vigil");
     let n = args.devices.max(1);

@@ -3,6 +3,8 @@
 
 mod admin;
 mod bench;
+mod bench_alarms;
+mod bench_latency;
 mod config;
 mod demo;
 mod sim;
@@ -41,6 +43,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// Measure Vigil against a plain Mosquitto broker under the same QoS 1 load.
     Bench(bench::BenchArgs),
+    /// Measure the alarm burden: the demo ward for a simulated day through the real decoder and
+    /// rules engine, against naive single-threshold alarming (no server; deterministic).
+    BenchAlarms(bench_alarms::BenchAlarmsArgs),
 }
 
 /// The data directory, shared by every command that touches storage.
@@ -79,5 +84,6 @@ fn main() -> anyhow::Result<()> {
         Command::Token(cmd) => admin::token(cmd),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::BenchAlarms(args) => bench_alarms::run(args),
     }
 }
