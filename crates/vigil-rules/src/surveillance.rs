@@ -271,14 +271,16 @@ fn band_rank(band: Band) -> f64 {
     }
 }
 
-/// The NEWS2 band alarm: Chart 4's urgent responses (a single red score, or 5–6) are medium
-/// priority, the emergency response (7 or more) high. A band that rises after an acknowledgement
-/// re-sounds the alarm.
+/// The NEWS2 band alarm: a single red score (Chart 4: the nurse informs the medical team) is low
+/// priority, 5–6 (urgent response) medium, 7 or more (emergency response) high, so a rising band
+/// escalates the alarm, and after an acknowledgement re-sounds it.
 fn news2_condition(patient: &PatientId, a: &News2Assessment) -> ConditionChange {
     let key = ConditionKey::patient(patient.clone(), NEWS2_CONDITION);
     let priority = match a.score.band {
         Band::Low => return ConditionChange::Cleared { key, at: a.at },
-        Band::LowMedium | Band::Medium => Priority::Medium,
+        // Each band its own priority, so that every escalation of band shows as one.
+        Band::LowMedium => Priority::Low,
+        Band::Medium => Priority::Medium,
         Band::High => Priority::High,
     };
     let completeness = if a.score.complete {

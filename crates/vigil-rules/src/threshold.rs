@@ -16,7 +16,7 @@
 //! | Heart rate | > 130 /min | medium | 10 s | ≤ 125 (5) | 10 | NEWS2 scores ≥ 131 as 3. |
 //! | Respiration rate | < 8 /min | high | 15 s | ≥ 10 (2) | 2 | NEWS2 scores ≤ 8 as 3; bradypnoea precedes respiratory arrest (opioids). |
 //! | Respiration rate | > 30 /min | medium | 15 s | ≤ 28 (2) | 4 | NEWS2 scores ≥ 25 as 3; > 30 is a common rapid-response calling criterion. |
-//! | Systolic BP | < 90 mmHg | high | 0 s | ≥ 95 (5) | 10 | NEWS2 scores ≤ 90 as 3; the usual definition of hypotension / shock. |
+//! | Systolic BP | < 90 mmHg | high | 0 s | ≥ 100 (10) | 10 | NEWS2 scores ≤ 90 as 3; the usual definition of hypotension / shock. |
 //! | Systolic BP | > 200 mmHg | medium | 0 s | ≤ 195 (5) | 20 | Severe hypertension (urgency from 180); NEWS2 scores ≥ 220 as 3. |
 //! | Temperature | < 35.0 °C | medium | 0 s | ≥ 35.3 (0.3) | 0.5 | Hypothermia is a core temperature below 35 °C; NEWS2 scores ≤ 35.0 as 3. |
 //! | Temperature | > 39.0 °C | medium | 0 s | ≤ 38.7 (0.3) | 0.5 | NEWS2 scores ≥ 39.1 as 2 (its highest temperature score). |
@@ -311,7 +311,10 @@ impl Limits {
         map.insert(
             Measurand::SystolicBp,
             both(
-                Side::single(90.0, High, 0, 5.0, 10.0),
+                // Clears 10 mmHg inside the limit: a septic pressure hovering at 90 would
+                // otherwise fall, clear and fall again with every cuff reading (measured by the
+                // alarm-burden benchmark, docs/alarms.md).
+                Side::single(90.0, High, 0, 10.0, 10.0),
                 Side::single(200.0, Medium, 0, 5.0, 20.0),
             ),
         );
@@ -779,7 +782,7 @@ mod tests {
             (Measurand::HeartRate, Bound::High, 140.0, 126.0, 125.0),
             (Measurand::RespRate, Bound::Low, 6.0, 9.0, 10.0),
             (Measurand::RespRate, Bound::High, 35.0, 29.0, 28.0),
-            (Measurand::SystolicBp, Bound::Low, 80.0, 94.0, 95.0),
+            (Measurand::SystolicBp, Bound::Low, 80.0, 99.0, 100.0),
             (Measurand::SystolicBp, Bound::High, 210.0, 196.0, 195.0),
             (Measurand::Temperature, Bound::Low, 34.0, 35.2, 35.3),
             (Measurand::Temperature, Bound::High, 40.0, 38.8, 38.7),

@@ -232,7 +232,7 @@ pub fn start(
         store,
         engine,
         position,
-        device_kinds: HashMap::new(),
+        devices: HashMap::new(),
         device_patient: HashMap::new(),
         settings_loaded: HashSet::new(),
         live: live.clone(),
@@ -265,12 +265,22 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+struct DeviceInfo {
+    kind: DeviceKind,
+    battery_pct: Option<u8>,
+    read_at: std::time::Instant,
+}
+
+/// How long a device's kind and battery level are reused before the registry is read again.
+const DEVICE_INFO_TTL: Duration = Duration::from_secs(60);
+
 struct Worker {
     store: Arc<dyn Store>,
     engine: Surveillance,
     /// The last observation evaluated.
     position: ObservationId,
-    device_kinds: HashMap<DeviceId, DeviceKind>,
+    /// Device kind and battery, re-read from the registry at most once a minute per device.
+    devices: HashMap<DeviceId, DeviceInfo>,
     /// The patient each device last reported for: technical alarms are shown with their patient.
     device_patient: HashMap<DeviceId, PatientId>,
     settings_loaded: HashSet<PatientId>,
@@ -480,16 +490,26 @@ impl Worker {
         self.settings_loaded.insert(patient.clone());
     }
 
-    fn device_kind(&mut self, device: &DeviceId) -> DeviceKind {
-        if let Some(kind) = self.device_kinds.get(device) {
-            return kind.clone();
+    /// The device's kind and latest battery level, as its messages recorded them in the registry.
+    fn device_info(&mut self, device: &DeviceId) -> (DeviceKind, Option<u8>) {
+        if let Some(info) = self.devices.get(device)
+            && info.read_at.elapsed() < DEVICE_INFO_TTL
+        {
+            return (info.kind.clone(), info.battery_pct);
         }
-        let kind = match self.store.device(device) {
-            Ok(Some(d)) => d.kind,
-            _ => DeviceKind::new("unknown"),
+        let (kind, battery_pct) = match self.store.device(device) {
+            Ok(Some(d)) => (d.kind, d.battery_pct),
+            _ => (DeviceKind::new("unknown"), None),
         };
-        self.device_kinds.insert(device.clone(), kind.clone());
-        kind
+        self.devices.insert(
+            device.clone(),
+            DeviceInfo {
+                kind: kind.clone(),
+                battery_pct,
+                read_at: std::time::Instant::now(),
+            },
+        );
+        (kind, battery_pct)
     }
 
     /// Evaluates every observation committed since the last look.
@@ -510,8 +530,8 @@ impl Worker {
                 self.load_settings(&obs.patient);
                 self.device_patient
                     .insert(obs.device.clone(), obs.patient.clone());
-                let kind = self.device_kind(&obs.device);
-                match self.engine.observe(obs, &kind, None, chrono::Utc::now()) {
+                let (kind, battery) = self.device_info(&obs.device);
+                match self.engine.observe(obs, &kind, battery, chrono::Utc::now()) {
                     Ok(out) => outputs.extend(out),
                     Err(e) => tracing::error!(error = %e, "an observation could not be evaluated"),
                 }

@@ -279,13 +279,15 @@ pub fn ward(n: usize, seed: u64) -> Vec<SimPatient> {
     (0..n)
         .map(|i| {
             let scenario = match i % 10 {
+                // Fast on purpose: a newcomer running the demo sees the first NEWS2 band alarm
+                // within about three minutes (the day-long benchmark uses `ward_for_day`).
                 3 => Scenario::Sepsis {
-                    onset_s: 60.0 + 30.0 * (i / 10) as f64,
-                    ramp_s: 600.0,
+                    onset_s: 20.0 + 60.0 * (i / 10) as f64,
+                    ramp_s: 300.0,
                 },
                 7 => Scenario::Hypoxia {
-                    onset_s: 120.0 + 30.0 * (i / 10) as f64,
-                    ramp_s: 480.0,
+                    onset_s: 60.0 + 60.0 * (i / 10) as f64,
+                    ramp_s: 240.0,
                 },
                 _ => Scenario::Stable,
             };
@@ -509,15 +511,15 @@ mod tests {
         assert_eq!(
             demo[3],
             Scenario::Sepsis {
-                onset_s: 60.0,
-                ramp_s: 600.0
+                onset_s: 20.0,
+                ramp_s: 300.0
             }
         );
         assert_eq!(
             demo[17],
             Scenario::Hypoxia {
-                onset_s: 150.0,
-                ramp_s: 480.0
+                onset_s: 120.0,
+                ramp_s: 240.0
             }
         );
         // Same beds, same people.
