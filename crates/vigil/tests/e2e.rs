@@ -1053,3 +1053,83 @@ fn chrono_now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[test]
+fn clinicians_set_the_spo2_scale_and_alarm_limits_per_patient() {
+    let w = ward();
+    let secret = w.add_device("ox-9", "p1");
+    let server = Server::start(w.dir.path());
+    let now = chrono_now_ms() - 10_000;
+    let body = json!({"ts": now, "obs": [{"code": "spo2", "value": 90}, {"code": "o2_supplemental", "value": false}]}).to_string();
+    assert!(
+        mosquitto_pub(
+            server.mqtt_port,
+            "ox-9",
+            &secret,
+            "vigil/v1/devices/ox-9/obs",
+            &body,
+            &[]
+        )
+        .status
+        .success()
+    );
+    let spo2_score = |server: &Server| {
+        let (_, news2) = fhir_get(server, &w.token, "/api/v1/patients/p1/news2");
+        news2["scores"]["spo2"].clone()
+    };
+    // The surveillance thread evaluates right after the commit; give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while spo2_score(&server).is_null() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(spo2_score(&server), 3, "90 % on scale 1");
+
+    let put = |token: &str, body: Value| {
+        let resp = client()
+            .put(format!("{}/api/v1/patients/p1/settings", server.http))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (status, body) = put(
+        &w.token,
+        json!({"spo2_scale": 2, "limits": {"spo2": {"low": 85}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(spo2_score(&server), 0, "88–92 % is the scale-2 target");
+    let (_, settings) = fhir_get(&server, &w.token, "/api/v1/patients/p1/settings");
+    assert_eq!(settings["spo2_scale"], 2);
+    assert_eq!(settings["limits"]["spo2"]["low"]["tiers"][0]["limit"], 85.0);
+
+    let (status, body) = put(&w.token, json!({"spo2_scale": 3}));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = put(&w.token, json!({"limits": {"sp02": {"low": 85}}}));
+    assert_eq!(status, 422);
+    assert!(body["detail"].as_str().unwrap().contains("sp02"), "{body}");
+    let (status, _) = put(&w.token, json!({"spo2_scale": 1, "shiny": true}));
+    assert_eq!(status, 400);
+    let patient = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "patient",
+        "--subject",
+        "p1",
+    ])
+    .trim()
+    .to_owned();
+    assert_eq!(put(&patient, json!({"spo2_scale": 1})).0, 403);
+
+    // Settings survive a restart.
+    server.stop();
+    let server = Server::start(w.dir.path());
+    let (_, settings) = fhir_get(&server, &w.token, "/api/v1/patients/p1/settings");
+    assert_eq!(settings["spo2_scale"], 2);
+}

@@ -116,6 +116,46 @@ pub async fn news2(
 pub struct SettingsChange {
     /// 1 or 2 (scale 2 only for confirmed hypercapnic respiratory failure).
     spo2_scale: Option<u8>,
+    /// Per measurand (short name or LOINC), a new low and/or high alarm limit in the canonical
+    /// unit, e.g. `{"spo2": {"low": 88}}`. Delay, hysteresis and priority stay as they are.
+    limits: Option<std::collections::BTreeMap<String, LimitChange>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitChange {
+    low: Option<f64>,
+    high: Option<f64>,
+}
+
+/// Applies limit changes to a copy of the limits in force; the error says what is wrong.
+fn apply_limit_changes(
+    limits: &mut vigil_rules::threshold::Limits,
+    changes: std::collections::BTreeMap<String, LimitChange>,
+) -> Result<(), String> {
+    for (code, change) in changes {
+        let measurand = vigil_model::Measurand::from_code(&code)
+            .ok_or_else(|| format!("limits: unknown measurand {code:?}"))?;
+        let mut current = limits.get(measurand).cloned().unwrap_or_default();
+        for (value, side, bound) in [
+            (change.low, &mut current.low, "low"),
+            (change.high, &mut current.high, "high"),
+        ] {
+            let Some(value) = value else { continue };
+            let side = side
+                .as_mut()
+                .ok_or_else(|| format!("limits: {code} has no {bound} alarm to change"))?;
+            let tier = side
+                .tiers
+                .first_mut()
+                .ok_or_else(|| format!("limits: {code} has no {bound} alarm to change"))?;
+            tier.limit = value;
+        }
+        limits
+            .set(measurand, Some(current))
+            .map_err(|e| format!("limits: {code}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/patients/{id}/settings`
@@ -188,13 +228,20 @@ pub async fn put_settings(
             }
         }
     }
+    if let Some(changes) = change.limits
+        && let Err(why) = apply_limit_changes(&mut settings.limits, changes)
+    {
+        return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-settings", why)
+            .into_response();
+    }
     let scale = settings.spo2_scale.number();
+    let limits = serde_json::to_value(&settings.limits).unwrap_or(Value::Null);
     tracing::info!(
         by_role = caller.0.role.as_str(),
         "patient monitoring settings changed"
     );
     match state.surveillance.set_settings(id, settings).await {
-        Ok(()) => Json(json!({ "spo2_scale": scale })).into_response(),
+        Ok(()) => Json(json!({ "spo2_scale": scale, "limits": limits })).into_response(),
         Err(e) => command_error(e),
     }
 }
