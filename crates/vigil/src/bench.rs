@@ -51,6 +51,54 @@ impl Drop for Reaped {
     }
 }
 
+/// Starts `vigil serve` on free loopback ports; returns the process (killed on drop), the HTTP
+/// port and the MQTT address once it accepts connections.
+pub(crate) async fn start_vigil(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Reaped, u16, SocketAddr)> {
+    let http = free_port()?;
+    let mqtt = free_port()?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--mqtt",
+            &format!("127.0.0.1:{mqtt}"),
+        ])
+        .env("VIGIL_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting vigil serve")?;
+    let guard = Reaped(child);
+    let addr: SocketAddr = format!("127.0.0.1:{mqtt}").parse()?;
+    wait_for_port(addr).await?;
+    Ok((guard, http, addr))
+}
+
+/// Registers `n` wearables, each bound to its own patient since yesterday; returns their MQTT
+/// credentials.
+pub(crate) fn register_load_devices(
+    store: &std::sync::Arc<dyn vigil_store::Store>,
+    n: usize,
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let mut devices = Vec::with_capacity(n);
+    for i in 0..n {
+        let pid = PatientId::new(format!("bench-p{i:05}"))?;
+        let did = DeviceId::new(format!("bench-d{i:05}"))?;
+        store.create_patient(&Patient::new(pid.clone(), format!("Bench Patient {i}")))?;
+        let secret = auth::new_device_secret();
+        store.create_device(
+            &Device::new(did.clone(), DeviceKind::new(DeviceKind::WEARABLE)),
+            &auth::hash_device_secret(&secret),
+        )?;
+        store.bind(&did, &pid, chrono::Utc::now() - chrono::Duration::days(1))?;
+        devices.push((did.to_string(), Some(secret)));
+    }
+    Ok(devices)
+}
+
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -103,22 +151,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let n = args.devices.max(1);
 
     // Register the devices, each bound to its own patient.
-    let mut devices = Vec::with_capacity(n);
-    {
-        let store = open_store(&data_dir)?;
-        for i in 0..n {
-            let pid = PatientId::new(format!("bench-p{i:05}"))?;
-            let did = DeviceId::new(format!("bench-d{i:05}"))?;
-            store.create_patient(&Patient::new(pid.clone(), format!("Bench Patient {i}")))?;
-            let secret = auth::new_device_secret();
-            store.create_device(
-                &Device::new(did.clone(), DeviceKind::new(DeviceKind::WEARABLE)),
-                &auth::hash_device_secret(&secret),
-            )?;
-            store.bind(&did, &pid, chrono::Utc::now() - chrono::Duration::days(1))?;
-            devices.push((did.to_string(), Some(secret)));
-        }
-    }
+    let devices = register_load_devices(&open_store(&data_dir)?, n)?;
     let load_config = |addr: SocketAddr, devices: Vec<(String, Option<String>)>| LoadConfig {
         addr,
         devices,
@@ -172,25 +205,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         mosquitto_rate = Some(report.rate());
     }
 
-    let http = free_port()?;
-    let mqtt = free_port()?;
-    let exe = std::env::current_exe()?;
-    let child = Command::new(exe)
-        .args(["serve", "--data-dir"])
-        .arg(&data_dir)
-        .args([
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--mqtt",
-            &format!("127.0.0.1:{mqtt}"),
-        ])
-        .env("VIGIL_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting vigil serve")?;
-    let _guard = Reaped(child);
-    let addr: SocketAddr = format!("127.0.0.1:{mqtt}").parse()?;
-    wait_for_port(addr).await?;
+    let (_guard, _http, addr) = start_vigil(&data_dir).await?;
     let report = load::run(load_config(addr, devices)).await?;
     if report.connect_failures > 0 {
         bail!(

@@ -8,11 +8,9 @@
 //! probe arrives on `GET /api/v1/stream`. So the figure includes the MQTT hop, decoding, the durable commit, the
 //! surveillance thread reading the log, the alarm's own durable commit and the SSE delivery.
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -21,7 +19,7 @@ use vigil_model::{Device, DeviceId, DeviceKind, Patient, PatientId};
 use vigil_server::auth::{self, Role, TokenKeys};
 use vigil_sim::load::{self, LoadConfig};
 
-use crate::bench::{BenchArgs, Reaped, free_port, wait_for_port};
+use crate::bench::{BenchArgs, register_load_devices, start_vigil};
 use crate::config::open_store;
 
 const PROBE_PATIENT: &str = "probe-patient";
@@ -31,22 +29,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let data_dir = work.path().join("vigil");
     let load_devices = args.devices.max(1);
-    let mut devices = Vec::with_capacity(load_devices);
     let probe_secret;
-    {
+    let devices = {
         let store = open_store(&data_dir)?;
-        for i in 0..load_devices {
-            let pid = PatientId::new(format!("bench-p{i:05}"))?;
-            let did = DeviceId::new(format!("bench-d{i:05}"))?;
-            store.create_patient(&Patient::new(pid.clone(), format!("Bench Patient {i}")))?;
-            let secret = auth::new_device_secret();
-            store.create_device(
-                &Device::new(did.clone(), DeviceKind::new(DeviceKind::WEARABLE)),
-                &auth::hash_device_secret(&secret),
-            )?;
-            store.bind(&did, &pid, chrono::Utc::now() - chrono::Duration::days(1))?;
-            devices.push((did.to_string(), Some(secret)));
-        }
+        let devices = register_load_devices(&store, load_devices)?;
         let pid = PatientId::new(PROBE_PATIENT)?;
         let did = DeviceId::new(PROBE_DEVICE)?;
         store.create_patient(&Patient::new(pid.clone(), "Probe Patient"))?;
@@ -59,31 +45,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             &auth::hash_device_secret(&probe_secret),
         )?;
         store.bind(&did, &pid, chrono::Utc::now() - chrono::Duration::days(1))?;
-    }
+        devices
+    };
     let token = TokenKeys::load_or_create(&data_dir)?.issue(
         Role::Clinician,
         "bench",
         chrono::Duration::hours(1),
     )?;
 
-    let http = free_port()?;
-    let mqtt = free_port()?;
-    let child = Command::new(std::env::current_exe()?)
-        .args(["serve", "--data-dir"])
-        .arg(&data_dir)
-        .args([
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--mqtt",
-            &format!("127.0.0.1:{mqtt}"),
-        ])
-        .env("VIGIL_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting vigil serve")?;
-    let _guard = Reaped(child);
-    let mqtt_addr: SocketAddr = format!("127.0.0.1:{mqtt}").parse()?;
-    wait_for_port(mqtt_addr).await?;
+    let (_guard, http, mqtt_addr) = start_vigil(&data_dir).await?;
+    let mqtt = mqtt_addr.port();
 
     // Follow the probe patient's alarms on the live stream.
     let (raised_tx, mut raised_rx) = mpsc::unbounded_channel::<Instant>();

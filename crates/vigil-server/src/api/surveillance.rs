@@ -85,25 +85,71 @@ async fn unknown_patient(state: &Arc<AppState>, id: &PatientId) -> Option<Respon
     }
 }
 
+/// Why a request about one patient is refused, before any work is done.
+enum Refusal {
+    Unauthenticated(Unauthenticated),
+    NoSuchPatient,
+    Forbidden(&'static str),
+    Response(Response),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthenticated(u) => unauthenticated(u),
+            Refusal::NoSuchPatient => no_such_patient(),
+            Refusal::Forbidden(why) => forbidden(why),
+            Refusal::Response(r) => r,
+        }
+    }
+}
+
+/// Who may do what to a patient's monitoring.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    ChangeCare,
+}
+
+/// The one access check of the per-patient endpoints: authenticated, allowed, and the patient
+/// exists.
+async fn patient_for(
+    state: &Arc<AppState>,
+    caller: Result<Caller, Unauthenticated>,
+    raw_id: String,
+    access: Access,
+) -> Result<(Caller, PatientId), Box<Refusal>> {
+    let caller = caller.map_err(|u| Box::new(Refusal::Unauthenticated(u)))?;
+    match access {
+        Access::ChangeCare if !caller.may_change_care() => {
+            return Err(Box::new(Refusal::Forbidden(
+                "Only clinicians and administrators change monitoring settings.",
+            )));
+        }
+        _ => {}
+    }
+    let id = PatientId::new(raw_id).map_err(|_| Box::new(Refusal::NoSuchPatient))?;
+    if !caller.may_read_patient(id.as_str()) {
+        return Err(Box::new(Refusal::Forbidden(
+            "A patient may read only their own record.",
+        )));
+    }
+    if let Some(r) = unknown_patient(state, &id).await {
+        return Err(Box::new(Refusal::Response(r)));
+    }
+    Ok((caller, id))
+}
+
 /// `GET /api/v1/patients/{id}/news2`
 pub async fn news2(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
     Path(id): Path<String>,
 ) -> Response {
-    let caller = match caller {
-        Ok(c) => c,
-        Err(u) => return unauthenticated(u),
+    let (_, id) = match patient_for(&state, caller, id, Access::Read).await {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal.into_response(),
     };
-    let Ok(id) = PatientId::new(id) else {
-        return no_such_patient();
-    };
-    if !caller.may_read_patient(id.as_str()) {
-        return forbidden("A patient may read only their own record.");
-    }
-    if let Some(r) = unknown_patient(&state, &id).await {
-        return r;
-    }
     match state.surveillance.news2(id.clone()).await {
         Ok(assessment) => Json(news2_json(&id, &assessment)).into_response(),
         Err(e) => command_error(e),
@@ -164,19 +210,10 @@ pub async fn get_settings(
     caller: Result<Caller, Unauthenticated>,
     Path(id): Path<String>,
 ) -> Response {
-    let caller = match caller {
-        Ok(c) => c,
-        Err(u) => return unauthenticated(u),
+    let (_, id) = match patient_for(&state, caller, id, Access::Read).await {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal.into_response(),
     };
-    let Ok(id) = PatientId::new(id) else {
-        return no_such_patient();
-    };
-    if !caller.may_read_patient(id.as_str()) {
-        return forbidden("A patient may read only their own record.");
-    }
-    if let Some(r) = unknown_patient(&state, &id).await {
-        return r;
-    }
     match state.surveillance.settings(id).await {
         Ok(settings) => Json(json!({ "spo2_scale": settings.spo2_scale.number(), "limits": settings.limits, "trends": settings.trends }))
             .into_response(),
@@ -191,13 +228,10 @@ pub async fn put_settings(
     Path(id): Path<String>,
     body: Result<Json<SettingsChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let caller = match caller {
-        Ok(c) => c,
-        Err(u) => return unauthenticated(u),
+    let (caller, id) = match patient_for(&state, caller, id, Access::ChangeCare).await {
+        Ok(ok) => ok,
+        Err(refusal) => return refusal.into_response(),
     };
-    if !caller.may_change_care() {
-        return forbidden("Only clinicians and administrators change monitoring settings.");
-    }
     let Json(change) = match body {
         Ok(b) => b,
         Err(e) => {
@@ -205,12 +239,6 @@ pub async fn put_settings(
                 .into_response();
         }
     };
-    let Ok(id) = PatientId::new(id) else {
-        return no_such_patient();
-    };
-    if let Some(r) = unknown_patient(&state, &id).await {
-        return r;
-    }
     let mut settings = match state.surveillance.settings(id.clone()).await {
         Ok(s) => s,
         Err(e) => return command_error(e),
