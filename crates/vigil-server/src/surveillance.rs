@@ -218,6 +218,26 @@ pub fn start(
         }
         replayed += batch.len();
     }
+    // Every device that has ever delivered is expected to go on doing so: watch it from its last
+    // message, so one that stays silent across a restart still raises its "no data" alarm.
+    let mut device_patient = HashMap::new();
+    let registered = store.search_devices(&vigil_store::DeviceQuery {
+        limit: usize::MAX,
+        ..Default::default()
+    })?;
+    for device in &registered {
+        if let Some(patient) = store
+            .bindings(&device.id)?
+            .into_iter()
+            .find(|b| b.to.is_none())
+            .map(|b| b.patient)
+        {
+            device_patient.insert(device.id.clone(), patient);
+        }
+        if let Some(seen) = device.last_seen {
+            engine.watch_device(&device.id, device.kind.clone(), seen);
+        }
+    }
     let now = chrono::Utc::now();
     engine.settle(now);
     tracing::info!(
@@ -233,7 +253,7 @@ pub fn start(
         engine,
         position,
         devices: HashMap::new(),
-        device_patient: HashMap::new(),
+        device_patient,
         settings_loaded: HashSet::new(),
         live: live.clone(),
     };
