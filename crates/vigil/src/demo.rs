@@ -125,6 +125,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Observation?patient=pat-004&code=http://loinc.org|8867-4&_sort=-date&_count=5'"
         ),
         format!("curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Patient?name=havel'"),
+        format!(
+            "curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/patients/pat-004/news2'"
+        ),
+        format!(
+            "curl -sN -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/stream' | grep -A1 'event: alarm'"
+        ),
+        format!("curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/alerts'"),
         format!("curl -s '{base}/metrics' | grep vigil_readings"),
     ] {
         println!("  {example}");
@@ -138,6 +145,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  Scripted deteriorations, starting within minutes: {}",
         sick.join(", ")
+    );
+    println!(
+        "  Their NEWS2 climbs and alarms appear on the live stream within about three minutes."
     );
     println!("  Stop with Ctrl-C.");
     println!();

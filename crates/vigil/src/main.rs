@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// Vigil — an Internet-of-Medical-Things hub: takes readings from medical devices over MQTT and
-/// HTTP, validates and normalises them (LOINC, UCUM, IEEE 11073), stores them durably and serves
-/// them as FHIR R4.
+/// HTTP, validates and normalises them (LOINC, UCUM, IEEE 11073), stores them durably, watches
+/// every patient (NEWS2, threshold, trend and technical alarms) and serves it all as FHIR R4 and a
+/// live stream.
 #[derive(Parser)]
 #[command(name = "vigil", version, propagate_version = true)]
 struct Cli {
