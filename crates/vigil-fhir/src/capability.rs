@@ -155,6 +155,25 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
             ),
         ],
     );
+    let flag = resource(
+        "Flag",
+        &["read", "search-type"],
+        vec![
+            param(
+                "patient",
+                "reference",
+                Some("clinical-patient"),
+                "{id} or Patient/{id}.",
+            ),
+            param(
+                "status",
+                "token",
+                Some("Flag-status"),
+                "active (alarms not yet resolved) or inactive (resolved).",
+            ),
+            count_param(),
+        ],
+    );
     let profiles: Vec<String> = std::iter::once(PROFILE_VITAL_SIGNS.to_owned())
         .chain(
             [
@@ -188,7 +207,7 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
         "experimental": false,
         "date": CAPABILITY_DATE,
         "publisher": "Vigil",
-        "description": "Patients, devices and the observations and waveforms Vigil received from them.",
+        "description": "Patients, devices, the observations Vigil received from them, and its alarms as Flags.",
         "kind": "instance",
         "software": software,
         "implementation": implementation,
@@ -203,7 +222,7 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
                 "description": "Every request except GET /metadata needs an 'Authorization: Bearer <token>' \
                     header (tokens from `vigil token issue`). SMART on FHIR is not offered yet.",
             },
-            "resource": [patient, device, observation],
+            "resource": [patient, device, observation, flag],
         }],
     })
 }
@@ -254,7 +273,7 @@ mod tests {
             .iter()
             .map(|r| r["type"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["Patient", "Device", "Observation"]);
+        assert_eq!(kinds, ["Patient", "Device", "Observation", "Flag"]);
         let interactions = |i: usize| -> Vec<String> {
             c["rest"][0]["resource"][i]["interaction"]
                 .as_array()

@@ -27,6 +27,7 @@ mod capability;
 pub mod common;
 mod device;
 mod error;
+mod flag;
 mod observation;
 mod patient;
 pub mod search;
@@ -35,13 +36,14 @@ pub use bundle::{collection_bundle, searchset_bundle};
 pub use capability::{CAPABILITY_DATE, capability_statement};
 pub use device::device_to_fhir;
 pub use error::{FhirError, IssueLocation, IssueType, Severity, operation_outcome};
+pub use flag::{AlarmFlag, SYSTEM_ALARM_CONDITION, alarm_to_flag};
 pub use observation::{
     PROFILE_VITAL_SIGNS, WAVEFORM_ID_PREFIX, observation_code, observation_to_fhir,
     waveform_fhir_id, waveform_to_fhir,
 };
 pub use patient::{PatientInput, patient_from_fhir, patient_to_fhir};
 pub use search::{
-    Bound, DateSort, DeviceIdentifier, DeviceSearch, ObservationCursor, ObservationSearch,
-    PatientIdentifier, PatientSearch, decode_cursor, encode_cursor, parse_device_search,
-    parse_observation_search, parse_patient_search,
+    Bound, DateSort, DeviceIdentifier, DeviceSearch, FlagSearch, ObservationCursor,
+    ObservationSearch, PatientIdentifier, PatientSearch, decode_cursor, encode_cursor,
+    parse_device_search, parse_flag_search, parse_observation_search, parse_patient_search,
 };

@@ -963,6 +963,30 @@ fn a_deterioration_over_mqtt_raises_a_news2_alarm_on_the_stream_that_stays_ackno
         "{kinds:?}"
     );
 
+    // The EHR's view: the alarm as a FHIR Flag, active, high priority.
+    let (status, flags) = fhir_get(&server, &w.token, "/fhir/Flag?patient=p1&status=active");
+    assert_eq!(status, 200, "{flags}");
+    let flag = flags["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|f| f["code"]["coding"][0]["code"] == "news2:band")
+        .expect("the NEWS2 alarm as a Flag");
+    assert_eq!(flag["status"], "active");
+    assert_eq!(
+        flag["extension"][0]["valueCodeableConcept"]["coding"][0]["code"],
+        "PH"
+    );
+    assert_eq!(flag["subject"]["reference"], "Patient/p1");
+    let (status, one) = fhir_get(&server, &w.token, &format!("/fhir/Flag/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(one["id"], id.to_string());
+    assert_eq!(
+        fhir_get(&server, &w.token, "/fhir/Flag?status=maybe").0,
+        400
+    );
+
     // Only clinicians acknowledge; patients see only themselves.
     let own = vigil(&[
         "token",
@@ -977,6 +1001,14 @@ fn a_deterioration_over_mqtt_raises_a_news2_alarm_on_the_stream_that_stays_ackno
     .trim()
     .to_owned();
     assert_eq!(fhir_get(&server, &own, "/api/v1/patients/p1/news2").0, 403);
+    assert_eq!(fhir_get(&server, &own, &format!("/fhir/Flag/{id}")).0, 403);
+    let (_, own_flags) = fhir_get(&server, &own, "/fhir/Flag");
+    assert!(
+        own_flags
+            .get("entry")
+            .is_none_or(|e| e.as_array().unwrap().is_empty()),
+        "{own_flags}"
+    );
     let resp = client()
         .post(format!("{}/api/v1/alerts/{id}/ack", server.http))
         .bearer_auth(&own)

@@ -27,8 +27,8 @@ pub use observation::{
     parse_observation_search,
 };
 pub use registry::{
-    DeviceIdentifier, DeviceSearch, PatientIdentifier, PatientSearch, parse_device_search,
-    parse_patient_search,
+    DeviceIdentifier, DeviceSearch, FlagSearch, PatientIdentifier, PatientSearch,
+    parse_device_search, parse_flag_search, parse_patient_search,
 };
 
 use std::collections::HashSet;
@@ -64,6 +64,11 @@ pub const DEVICE_PARAMETERS: &[&str] = &[
     "_offset",
     "_format",
     "_pretty",
+];
+
+/// Parameters `parse_flag_search` accepts.
+pub const FLAG_PARAMETERS: &[&str] = &[
+    "patient", "status", "_count", "_offset", "_format", "_pretty",
 ];
 
 /// FHIR's own search and result parameters that Vigil does not implement, with why.

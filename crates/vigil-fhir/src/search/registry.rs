@@ -220,6 +220,50 @@ pub fn parse_device_search(params: &[(String, String)]) -> Result<DeviceSearch, 
     })
 }
 
+/// A parsed Flag (alarm) search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagSearch {
+    pub patient: Option<PatientId>,
+    /// `Some(true)` for `status=active` (not resolved), `Some(false)` for `inactive`.
+    pub active: Option<bool>,
+    pub count: usize,
+    pub offset: usize,
+    pub pretty: bool,
+}
+
+/// `Flag?patient=…&status=active|inactive&_count=…&_offset=…`
+pub fn parse_flag_search(params: &[(String, String)]) -> Result<FlagSearch, FhirError> {
+    let mut common = Common::new("Flag", super::FLAG_PARAMETERS);
+    let mut patient = None;
+    let mut active = None;
+    for p in common.params(params, &[])? {
+        match p.name {
+            "patient" => {
+                p.modifier_in(&["Patient"])?;
+                patient = Some(reference_id(&p, "Patient")?);
+            }
+            "status" => {
+                p.modifier_in(&[])?;
+                active = Some(match p.value {
+                    "active" => true,
+                    "inactive" => false,
+                    _ => return Err(p.invalid("use active or inactive")),
+                });
+            }
+            _ => {
+                common.handle(&p)?;
+            }
+        }
+    }
+    Ok(FlagSearch {
+        patient,
+        active,
+        count: common.count,
+        offset: common.offset,
+        pretty: common.pretty,
+    })
+}
+
 impl DeviceSearch {
     /// The search in canonical form, for self and next links (set `offset` for the next page).
     pub fn to_params(&self) -> Vec<(String, String)> {

@@ -32,6 +32,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/fhir/Device/{id}", get(read_device))
         .route("/fhir/Observation", get(search_observations))
         .route("/fhir/Observation/{id}", get(read_observation))
+        .route("/fhir/Flag", get(search_flags))
+        .route("/fhir/Flag/{id}", get(read_flag))
 }
 
 /// A FHIR response body.
@@ -630,6 +632,142 @@ async fn search_observations(
             (
                 format!("{}/Observation/{}", state.fhir_base, o.id),
                 vigil_fhir::observation_to_fhir(o),
+            )
+        })
+        .collect();
+    Ok(Fhir {
+        pretty: search.pretty,
+        ..Fhir::ok(vigil_fhir::searchset_bundle(
+            &self_link,
+            next.as_deref(),
+            entries,
+        ))
+    })
+}
+
+// ---- Flag (alarms) ----
+
+/// An alarm record as a Flag; `None` for an alarm with no patient (a technical alarm of an
+/// unbound device), which a Flag cannot express.
+fn record_to_flag(r: &vigil_store::AlarmRecord) -> Option<Value> {
+    let patient = r.patient.as_ref()?;
+    let alarm: Option<vigil_rules::alarm::Alarm> = serde_json::from_str(&r.snapshot).ok();
+    let message = alarm
+        .as_ref()
+        .map(|a| a.message.clone())
+        .unwrap_or_else(|| r.condition.clone());
+    let physiological = alarm
+        .as_ref()
+        .is_none_or(|a| a.kind == vigil_rules::alarm::AlarmKind::Physiological);
+    Some(vigil_fhir::alarm_to_flag(&vigil_fhir::AlarmFlag {
+        id: r.id,
+        patient,
+        condition: &r.condition,
+        message: &message,
+        priority: &r.priority,
+        physiological,
+        open: r.state != "resolved",
+        raised_at: r.raised_at,
+        resolved_at: alarm.and_then(|a| a.resolved_at),
+    }))
+}
+
+async fn read_flag(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let not_found = || ApiError::NotFound(format!("Flag/{id} not found"));
+    let Ok(number) = id.parse::<u64>() else {
+        return Err(not_found());
+    };
+    let record = blocking(&state, move |s| s.alarm(number))
+        .await?
+        .ok_or_else(not_found)?;
+    let flag = record_to_flag(&record).ok_or_else(not_found)?;
+    if record
+        .patient
+        .as_ref()
+        .is_some_and(|p| !caller.may_read_patient(p.as_str()))
+    {
+        return Err(ApiError::Forbidden(
+            "a patient may read only their own alarms",
+        ));
+    }
+    Ok(Fhir::ok(flag))
+}
+
+async fn search_flags(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    RawQuery(query): RawQuery,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let raw = params(query);
+    let mut search = vigil_fhir::parse_flag_search(&raw)?;
+    if let Some(own) = caller.restricted_to() {
+        match &search.patient {
+            Some(p) if p.as_str() != own => {
+                return Err(ApiError::Forbidden(
+                    "a patient may read only their own alarms",
+                ));
+            }
+            Some(_) => {}
+            None => search.patient = PatientId::new(own).ok(),
+        }
+    }
+    let (count, offset, active) = (search.count, search.offset, search.active);
+    let patient = search.patient.clone();
+    let wanted = offset + count + 1;
+    // Newest first, read in pages by id until enough match (resolved ones are filtered here).
+    let matching: Vec<Value> = blocking(&state, move |s| {
+        let mut matching = Vec::new();
+        let mut before = None;
+        while matching.len() < wanted {
+            let page = s.alarms(&vigil_store::AlarmQuery {
+                patient: patient.clone(),
+                open_only: active == Some(true),
+                before,
+                limit: 500,
+            })?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            matching.extend(
+                page.iter()
+                    .filter(|r| active != Some(false) || r.state == "resolved")
+                    .filter_map(record_to_flag),
+            );
+        }
+        Ok(matching)
+    })
+    .await?
+    .into_iter()
+    .skip(offset)
+    .take(count + 1)
+    .collect();
+    let more = matching.len() > count;
+    let self_link = format!("{}/Flag?{}", state.fhir_base, encode(&raw));
+    let next = more.then(|| {
+        let mut next: Vec<(String, String)> = raw
+            .iter()
+            .filter(|(k, _)| k != "_offset")
+            .cloned()
+            .collect();
+        next.push(("_offset".into(), (offset + count).to_string()));
+        format!("{}/Flag?{}", state.fhir_base, encode(&next))
+    });
+    let entries = matching
+        .into_iter()
+        .take(count)
+        .map(|f| {
+            (
+                format!(
+                    "{}/Flag/{}",
+                    state.fhir_base,
+                    f["id"].as_str().unwrap_or_default()
+                ),
+                f,
             )
         })
         .collect();
