@@ -226,6 +226,26 @@ fn params(query: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The self link of an offset-paged search, and its next link when there is a next page.
+fn offset_links(
+    base: &str,
+    resource: &str,
+    raw: &[(String, String)],
+    next_offset: Option<usize>,
+) -> (String, Option<String>) {
+    let self_link = format!("{base}/{resource}?{}", encode(raw));
+    let next = next_offset.map(|offset| {
+        let mut next: Vec<(String, String)> = raw
+            .iter()
+            .filter(|(k, _)| k != "_offset")
+            .cloned()
+            .collect();
+        next.push(("_offset".into(), offset.to_string()));
+        format!("{base}/{resource}?{}", encode(&next))
+    });
+    (self_link, next)
+}
+
 fn encode(params: &[(String, String)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
@@ -318,16 +338,12 @@ async fn search_patients(
     }
     let more = found.len() > count;
     found.truncate(count);
-    let self_link = format!("{}/Patient?{}", state.fhir_base, encode(&raw));
-    let next = more.then(|| {
-        let mut next: Vec<(String, String)> = raw
-            .iter()
-            .filter(|(k, _)| k != "_offset")
-            .cloned()
-            .collect();
-        next.push(("_offset".into(), (offset + count).to_string()));
-        format!("{}/Patient?{}", state.fhir_base, encode(&next))
-    });
+    let (self_link, next) = offset_links(
+        &state.fhir_base,
+        "Patient",
+        &raw,
+        more.then_some(offset + count),
+    );
     let entries = found
         .iter()
         .map(|p| {
@@ -509,16 +525,12 @@ async fn search_devices(
     })
     .await?;
     let more = found.len() > count;
-    let self_link = format!("{}/Device?{}", state.fhir_base, encode(&raw));
-    let next = more.then(|| {
-        let mut next: Vec<(String, String)> = raw
-            .iter()
-            .filter(|(k, _)| k != "_offset")
-            .cloned()
-            .collect();
-        next.push(("_offset".into(), (offset + count).to_string()));
-        format!("{}/Device?{}", state.fhir_base, encode(&next))
-    });
+    let (self_link, next) = offset_links(
+        &state.fhir_base,
+        "Device",
+        &raw,
+        more.then_some(offset + count),
+    );
     let entries = found
         .iter()
         .take(count)
@@ -747,16 +759,12 @@ async fn search_flags(
     .take(count + 1)
     .collect();
     let more = matching.len() > count;
-    let self_link = format!("{}/Flag?{}", state.fhir_base, encode(&raw));
-    let next = more.then(|| {
-        let mut next: Vec<(String, String)> = raw
-            .iter()
-            .filter(|(k, _)| k != "_offset")
-            .cloned()
-            .collect();
-        next.push(("_offset".into(), (offset + count).to_string()));
-        format!("{}/Flag?{}", state.fhir_base, encode(&next))
-    });
+    let (self_link, next) = offset_links(
+        &state.fhir_base,
+        "Flag",
+        &raw,
+        more.then_some(offset + count),
+    );
     let entries = matching
         .into_iter()
         .take(count)
