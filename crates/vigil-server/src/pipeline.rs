@@ -255,15 +255,16 @@ pub async fn ingest_device_message(
         battery_pct: decoded.battery_pct,
     };
     // Keep what the report needs before the submission moves into the pipeline.
-    let reading_labels: Vec<(String, vigil_model::Instant)> = submission
+    // Static names: no allocation on the hot path, a String only for the rare unattributed one.
+    let reading_labels: Vec<(&'static str, vigil_model::Instant)> = submission
         .readings
         .iter()
-        .map(|r| (r.code.short_name().to_owned(), r.effective))
+        .map(|r| (r.code.short_name(), r.effective))
         .chain(
             submission
                 .waveforms
                 .iter()
-                .map(|w| (w.code.short_name().to_owned(), w.start)),
+                .map(|w| (w.code.short_name(), w.start)),
         )
         .collect();
     let outcome = ingest.submit(submission).await?;
@@ -281,7 +282,7 @@ pub async fn ingest_device_message(
                 telemetry::reading_rejected(source, "unbound_device");
                 rejected.push(Rejection {
                     pointer: None,
-                    code: Some(code),
+                    code: Some(code.to_owned()),
                     kind: "unbound_device",
                     reason: format!(
                         "the device was bound to no patient at {}",

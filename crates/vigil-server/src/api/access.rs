@@ -7,6 +7,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use super::AppState;
+use vigil_model::PatientId;
+
 use crate::auth::{Principal, Role};
 use crate::telemetry;
 
@@ -14,6 +16,10 @@ use crate::telemetry;
 /// bearer token.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
+
+/// A search for a patient the caller may not see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forbidden;
 
 /// Why a request was not authenticated (rendered by the FHIR layer as an OperationOutcome).
 #[derive(Debug)]
@@ -68,6 +74,22 @@ impl Caller {
     /// The only patient this caller may see, if restricted to one.
     pub fn restricted_to(&self) -> Option<&str> {
         (self.0.role == Role::Patient).then_some(self.0.subject.as_str())
+    }
+
+    /// Narrows a search's patient filter to what the caller may see: a patient's own searches are
+    /// filtered to themselves (not refused); asking for someone else is refused with `Err`.
+    pub fn scope_search(&self, patient: &mut Option<PatientId>) -> Result<(), Forbidden> {
+        let Some(own) = self.restricted_to() else {
+            return Ok(());
+        };
+        match patient {
+            Some(p) if p.as_str() != own => Err(Forbidden),
+            Some(_) => Ok(()),
+            None => {
+                *patient = PatientId::new(own).ok();
+                Ok(())
+            }
+        }
     }
 
     /// Acknowledging alarms and changing monitoring settings: people caring for patients.

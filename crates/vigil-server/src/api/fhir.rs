@@ -479,17 +479,10 @@ async fn search_devices(
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
     let mut search = vigil_fhir::parse_device_search(&raw)?;
-    if let Some(own) = caller.restricted_to() {
-        match &search.patient {
-            Some(p) if p.as_str() != own => {
-                return Err(ApiError::Forbidden(
-                    "a patient may see only their own devices",
-                ));
-            }
-            Some(_) => {}
-            None => search.patient = PatientId::new(own).ok(),
-        }
-    }
+    // Search results are filtered to what the caller may see; asking for another patient is refused.
+    caller
+        .scope_search(&mut search.patient)
+        .map_err(|_| ApiError::Forbidden("a patient may see only their own devices"))?;
     let (count, offset) = (search.count, search.offset);
     let patient = search.patient.clone();
     let identifier = search.identifier.clone();
@@ -582,18 +575,10 @@ async fn search_observations(
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
     let mut search = vigil_fhir::parse_observation_search(&raw)?;
-    if let Some(own) = caller.restricted_to() {
-        match &search.patient {
-            Some(p) if p.as_str() != own => {
-                return Err(ApiError::Forbidden(
-                    "a patient may read only their own observations",
-                ));
-            }
-            Some(_) => {}
-            // Search results are filtered to what the caller may see, not refused.
-            None => search.patient = PatientId::new(own).ok(),
-        }
-    }
+    // Search results are filtered to what the caller may see; asking for another patient is refused.
+    caller
+        .scope_search(&mut search.patient)
+        .map_err(|_| ApiError::Forbidden("a patient may read only their own observations"))?;
     let count = search.count;
     let found = if search.matches_nothing() {
         Vec::new()
@@ -718,17 +703,10 @@ async fn search_flags(
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
     let mut search = vigil_fhir::parse_flag_search(&raw)?;
-    if let Some(own) = caller.restricted_to() {
-        match &search.patient {
-            Some(p) if p.as_str() != own => {
-                return Err(ApiError::Forbidden(
-                    "a patient may read only their own alarms",
-                ));
-            }
-            Some(_) => {}
-            None => search.patient = PatientId::new(own).ok(),
-        }
-    }
+    // Search results are filtered to what the caller may see; asking for another patient is refused.
+    caller
+        .scope_search(&mut search.patient)
+        .map_err(|_| ApiError::Forbidden("a patient may read only their own alarms"))?;
     let (count, offset, active) = (search.count, search.offset, search.active);
     let patient = search.patient.clone();
     let wanted = offset + count + 1;

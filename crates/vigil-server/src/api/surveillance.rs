@@ -310,13 +310,8 @@ pub async fn list_alerts(
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => return Json(json!({ "alerts": [] })).into_response(),
     };
-    if let Some(own) = caller.restricted_to() {
-        match &patient {
-            Some(p) if p.as_str() != own => {
-                return forbidden("A patient may see only their own alarms.");
-            }
-            _ => patient = PatientId::new(own).ok(),
-        }
+    if caller.scope_search(&mut patient).is_err() {
+        return forbidden("A patient may see only their own alarms.");
     }
     let query = AlarmQuery {
         patient,
@@ -528,13 +523,8 @@ pub async fn stream(
                 .into_response();
         }
     };
-    if let Some(own) = caller.restricted_to() {
-        match &patient {
-            Some(p) if p.as_str() != own => {
-                return forbidden("A patient may follow only their own record.");
-            }
-            _ => patient = PatientId::new(own).ok(),
-        }
+    if caller.scope_search(&mut patient).is_err() {
+        return forbidden("A patient may follow only their own record.");
     }
     // Subscribe before reading the logs, so nothing falls between the replay and the live feed.
     let live = state.surveillance.subscribe();
