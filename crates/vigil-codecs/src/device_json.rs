@@ -85,6 +85,8 @@ use vigil_model::{
 
 use crate::json::Json;
 
+pub mod event;
+
 /// Bounds applied to one message (house rule 1: bounded everything). A message over any of them
 /// is refused whole, before any of its items is looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 pub mod device_json;
 mod json;
 
+pub use device_json::event::{EventError, decode_device_event};
 pub use device_json::{
     DecodeLimits, DecodedMessage, PayloadError, RejectReason, RejectedItem, TimestampError,
     WaveformProblem, decode_device_message,

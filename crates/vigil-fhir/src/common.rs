@@ -11,6 +11,8 @@ pub const LOINC: &str = "http://loinc.org";
 /// IEEE 11073-10101 nomenclature, as FHIR R4 names it (<http://hl7.org/fhir/R4/mdc.html>).
 /// Codes are the 32-bit numeric code (partition × 65 536 + term code) as a decimal string.
 pub const MDC: &str = "urn:iso:std:iso:11073:10101";
+/// SNOMED CT (<http://hl7.org/fhir/R4/snomedct.html>).
+pub const SNOMED: &str = "http://snomed.info/sct";
 /// UCUM (<http://hl7.org/fhir/R4/ucum.html>).
 pub const UCUM: &str = "http://unitsofmeasure.org";
 /// FHIR's observation categories.

@@ -7,14 +7,15 @@
 //! example a panel lacking its diastolic part does not claim the `bp` profile).
 
 use serde_json::{Map, Value, json};
+use vigil_model::catalogue::BLOOD_PRESSURE_LOINC;
 use vigil_model::{
-    Category, Measurand, Observation, ObservationCode, ObservationComponent, ObservationValue,
-    Quantity, StoredWaveform,
+    AbsentReason, Category, Measurand, Observation, ObservationCode, ObservationComponent,
+    ObservationValue, Quantity, StoredWaveform,
 };
 
 use crate::common::{
-    EXT_QUALITY, LOINC, MDC, SYSTEM_CODE, absent_because_error, category, coding, decimal, instant,
-    mdc_coding, quantity, reference,
+    DATA_ABSENT_REASON, EXT_QUALITY, LOINC, MDC, SNOMED, SYSTEM_CODE, absent_because_error,
+    category, coding, decimal, instant, mdc_coding, quantity, reference,
 };
 
 /// The base vital-signs profile.
@@ -71,10 +72,15 @@ pub fn observation_code(code: ObservationCode) -> Value {
     let mut codings = match code {
         ObservationCode::Single(m) => measurand_codings(m),
         ObservationCode::BloodPressure => {
-            let mut c = vec![coding(LOINC, code.loinc(), code.display())];
+            let mut c = vec![coding(LOINC, BLOOD_PRESSURE_LOINC, code.display())];
             c.extend(code.mdc().map(mdc_coding));
             c
         }
+        ObservationCode::Event(event) => event
+            .snomed()
+            .map(|(code, display)| coding(SNOMED, code, display))
+            .into_iter()
+            .collect(),
     };
     codings.push(json!({ "system": SYSTEM_CODE, "code": code.short_name() }));
     json!({ "coding": codings, "text": code.display() })
@@ -103,10 +109,10 @@ fn component(c: &ObservationComponent) -> Value {
 
 /// The profiles the observation meets, base profile first.
 fn profiles(o: &Observation) -> Vec<String> {
-    if o.code.category() != Category::VitalSigns
-        || matches!(
+    if o.code.category() != Some(Category::VitalSigns)
+        || !matches!(
             o.value,
-            ObservationValue::Acvpu(_) | ObservationValue::OnOxygen(_)
+            ObservationValue::Quantity(_) | ObservationValue::Components(_)
         )
     {
         return Vec::new();
@@ -147,13 +153,15 @@ pub fn observation_to_fhir(o: &Observation) -> Value {
         "resourceType": "Observation",
         "id": o.id.to_string(),
         "status": o.status.as_str(),
-        "category": [category(o.code.category())],
         "code": observation_code(o.code),
         "subject": reference("Patient", o.patient.as_str()),
         "effectiveDateTime": instant(o.effective),
         "issued": instant(o.received),
         "device": reference("Device", o.device.as_str()),
     });
+    if let Some(c) = o.code.category() {
+        out["category"] = json!([category(c)]);
+    }
     let profiles = profiles(o);
     if !profiles.is_empty() {
         out["meta"] = json!({ "profile": profiles });
@@ -170,7 +178,7 @@ pub fn observation_to_fhir(o: &Observation) -> Value {
         ObservationValue::Quantity(q) => {
             let measurand = match o.code {
                 ObservationCode::Single(m) => Some(m),
-                ObservationCode::BloodPressure => None,
+                ObservationCode::BloodPressure | ObservationCode::Event(_) => None,
             };
             match measurand_quantity(measurand, q) {
                 Some(q) => out["valueQuantity"] = q,
@@ -193,6 +201,20 @@ pub fn observation_to_fhir(o: &Observation) -> Value {
                 "text": "On supplemental oxygen",
             });
             out["valueBoolean"] = Value::Bool(*on);
+        }
+        // "Fall: detected", as SNOMED CT event concepts are recorded as observations.
+        ObservationValue::Detected => out["valueBoolean"] = Value::Bool(true),
+        // The device said it has no value: `dataAbsentReason` says so in FHIR's words ("error":
+        // the system could not provide it), and the text says why.
+        ObservationValue::Absent(reason) => {
+            let text = match reason {
+                AbsentReason::SensorOff => "Sensor off the patient or disconnected",
+                AbsentReason::NotObtained => "The device could not obtain a value",
+            };
+            out["dataAbsentReason"] = json!({
+                "coding": [coding(DATA_ABSENT_REASON, "error", "Error")],
+                "text": text,
+            });
         }
     }
     out

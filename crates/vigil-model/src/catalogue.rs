@@ -309,29 +309,77 @@ impl Measurand {
     }
 }
 
-/// What an Observation is about: one measurand, or a blood-pressure panel whose systolic,
-/// diastolic and mean values are components (FHIR vital-signs BP profile).
+/// Something a device reports happening to its wearer, rather than a value it measured: a fall
+/// detector's fall, a press of the panic (help) button. Each becomes an event alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceEvent {
+    /// A fall detector (pendant, watch, bed or floor sensor) detected a fall.
+    Fall,
+    /// The wearer pressed the panic (help, nurse-call) button.
+    Panic,
+}
+
+impl DeviceEvent {
+    pub const ALL: [DeviceEvent; 2] = [DeviceEvent::Fall, DeviceEvent::Panic];
+
+    /// The name in the event payload, the API and storage.
+    pub fn code(self) -> &'static str {
+        match self {
+            DeviceEvent::Fall => "fall",
+            DeviceEvent::Panic => "panic",
+        }
+    }
+
+    pub fn display(self) -> &'static str {
+        match self {
+            DeviceEvent::Fall => "Fall detected",
+            DeviceEvent::Panic => "Help requested (panic button)",
+        }
+    }
+
+    /// SNOMED CT concept, where one names the event exactly: 1912002 |Fall (event)|. There is no
+    /// SNOMED CT or LOINC concept for a panic-button press; it is coded in Vigil's own code system.
+    pub fn snomed(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            DeviceEvent::Fall => Some(("1912002", "Fall")),
+            DeviceEvent::Panic => None,
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<DeviceEvent> {
+        Self::ALL.into_iter().find(|e| e.code() == code)
+    }
+}
+
+/// What an Observation is about: one measurand, a blood-pressure panel whose systolic,
+/// diastolic and mean values are components (FHIR vital-signs BP profile), or an event a device
+/// reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservationCode {
     Single(Measurand),
     BloodPressure,
+    Event(DeviceEvent),
 }
 
 /// LOINC code of the blood-pressure panel.
 pub const BLOOD_PRESSURE_LOINC: &str = "85354-9";
 
 impl ObservationCode {
-    pub fn loinc(self) -> &'static str {
+    /// The LOINC code, for measurements; events have none.
+    pub fn loinc(self) -> Option<&'static str> {
         match self {
-            ObservationCode::Single(m) => m.loinc(),
-            ObservationCode::BloodPressure => BLOOD_PRESSURE_LOINC,
+            ObservationCode::Single(m) => Some(m.loinc()),
+            ObservationCode::BloodPressure => Some(BLOOD_PRESSURE_LOINC),
+            ObservationCode::Event(_) => None,
         }
     }
     pub fn display(self) -> &'static str {
         match self {
             ObservationCode::Single(m) => m.display(),
             ObservationCode::BloodPressure => "Blood pressure panel with all children optional",
+            ObservationCode::Event(e) => e.display(),
         }
     }
     pub fn mdc(self) -> Option<MdcCode> {
@@ -341,12 +389,15 @@ impl ObservationCode {
                 code: 150020,
                 refid: "MDC_PRESS_BLD_NONINV",
             }),
+            ObservationCode::Event(_) => None,
         }
     }
-    pub fn category(self) -> Category {
+    /// The FHIR observation category; events have none of the standard ones.
+    pub fn category(self) -> Option<Category> {
         match self {
-            ObservationCode::Single(m) => m.category(),
-            ObservationCode::BloodPressure => Category::VitalSigns,
+            ObservationCode::Single(m) => Some(m.category()),
+            ObservationCode::BloodPressure => Some(Category::VitalSigns),
+            ObservationCode::Event(_) => None,
         }
     }
     /// A stable short name, used in the API and as the storage key.
@@ -354,6 +405,7 @@ impl ObservationCode {
         match self {
             ObservationCode::Single(m) => m.short_name(),
             ObservationCode::BloodPressure => "blood_pressure",
+            ObservationCode::Event(e) => e.code(),
         }
     }
     /// Resolves a short name, LOINC code or MDC code to an observation code. Blood-pressure
@@ -363,17 +415,21 @@ impl ObservationCode {
             "blood_pressure" | BLOOD_PRESSURE_LOINC | "150020" | "MDC_PRESS_BLD_NONINV" => {
                 Some(ObservationCode::BloodPressure)
             }
-            _ => Measurand::from_code(code).map(ObservationCode::Single),
+            _ => Measurand::from_code(code)
+                .map(ObservationCode::Single)
+                .or_else(|| DeviceEvent::from_code(code).map(ObservationCode::Event)),
         }
     }
     /// Every observation code Vigil stores.
     pub fn all() -> impl Iterator<Item = ObservationCode> {
-        std::iter::once(ObservationCode::BloodPressure).chain(
-            Measurand::ALL
-                .into_iter()
-                .filter(|m| !m.is_bp_component())
-                .map(ObservationCode::Single),
-        )
+        std::iter::once(ObservationCode::BloodPressure)
+            .chain(
+                Measurand::ALL
+                    .into_iter()
+                    .filter(|m| !m.is_bp_component())
+                    .map(ObservationCode::Single),
+            )
+            .chain(DeviceEvent::ALL.into_iter().map(ObservationCode::Event))
     }
 }
 

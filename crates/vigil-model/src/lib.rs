@@ -13,12 +13,13 @@ pub mod patient;
 pub mod units;
 pub mod waveform;
 
-pub use catalogue::{Category, Measurand, ObservationCode, ValueKind};
+pub use catalogue::{Category, DeviceEvent, Measurand, ObservationCode, ValueKind};
 pub use device::{Binding, Device, DeviceKind};
 pub use ids::{DeviceId, IdError, PatientId};
 pub use observation::{
-    Acvpu, MeasuredValue, Measurement, Observation, ObservationComponent, ObservationId,
-    ObservationStatus, ObservationValue, QualityFlags, Quantity, Reading, assemble_readings,
+    AbsentReason, Acvpu, MeasuredValue, Measurement, Observation, ObservationComponent,
+    ObservationId, ObservationStatus, ObservationValue, QualityFlags, Quantity, Reading,
+    assemble_readings,
 };
 pub use patient::{Gender, Patient};
 pub use units::UnitError;

@@ -234,6 +234,31 @@ pub enum ObservationValue {
     Acvpu(Acvpu),
     /// On supplemental oxygen (true) or on air (false).
     OnOxygen(bool),
+    /// For an [`ObservationCode::Event`](crate::ObservationCode::Event): the device detected it.
+    Detected,
+    /// The device reported that it could not measure: there is no value, and it is never read
+    /// as a normal one.
+    Absent(AbsentReason),
+}
+
+/// Why a device reported a measurand without a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbsentReason {
+    /// The sensor is off the patient or disconnected (SpO2 probe off, ECG lead off, BLE PLX
+    /// "sensor disconnected"): a technical alarm condition, not a physiological one.
+    SensorOff,
+    /// The device could not obtain the value, without saying why (HL7 v2 OBX-11 `X`).
+    NotObtained,
+}
+
+impl AbsentReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            AbsentReason::SensorOff => "sensor_off",
+            AbsentReason::NotObtained => "not_obtained",
+        }
+    }
 }
 
 /// What a device reported for one observation code at one time, before it is attributed to a

@@ -7,6 +7,7 @@
 //! alarms and carries them through their lifecycle.
 
 pub mod alarm;
+pub mod cohort;
 pub mod news2;
 pub mod surveillance;
 pub mod technical;

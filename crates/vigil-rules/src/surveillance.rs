@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 use vigil_model::{
-    DeviceId, DeviceKind, Instant, Measurand, Observation, ObservationCode, ObservationStatus,
-    ObservationValue, PatientId, QualityFlags,
+    AbsentReason, DeviceEvent, DeviceId, DeviceKind, Instant, Measurand, Observation,
+    ObservationCode, ObservationStatus, ObservationValue, PatientId, QualityFlags,
 };
 
 use crate::alarm::{
@@ -32,6 +32,9 @@ pub struct PatientSettings {
     pub spo2_scale: Spo2Scale,
     pub limits: Limits,
     pub trends: TrendRules,
+    /// The cohort these settings started from, if one was assigned.
+    #[serde(default)]
+    pub cohort: Option<String>,
 }
 
 impl Default for PatientSettings {
@@ -40,6 +43,7 @@ impl Default for PatientSettings {
             spo2_scale: Spo2Scale::Scale1,
             limits: Limits::adult_defaults(),
             trends: TrendRules::defaults(),
+            cohort: None,
         }
     }
 }
@@ -309,6 +313,33 @@ fn news2_condition(patient: &PatientId, a: &News2Assessment) -> ConditionChange 
     }
 }
 
+/// Condition id of the event alarm of one kind of device event: `event:{event}`.
+pub fn event_condition(event: DeviceEvent) -> String {
+    format!("event:{}", event.code())
+}
+
+/// A fall or a panic-button press needs someone at the patient now: high priority. An event has
+/// no duration, so its condition is present and gone at once; being high priority, the alarm
+/// latches (IEC 60601-1-8 6.2.2) and sounds until someone acknowledges it. Another event of the
+/// same kind before then is recorded on the same alarm ("condition present again").
+fn event_alarm(patient: &PatientId, event: DeviceEvent, at: Instant) -> [ConditionChange; 2] {
+    let key = ConditionKey::patient(patient.clone(), event_condition(event));
+    [
+        ConditionChange::Present {
+            key: key.clone(),
+            trigger: Trigger {
+                priority: Priority::High,
+                kind: AlarmKind::Physiological,
+                message: event.display().to_owned(),
+                value: None,
+                worsening: None,
+            },
+            at,
+        },
+        ConditionChange::Cleared { key, at },
+    ]
+}
+
 /// Every patient and device under watch, and the open alarms.
 pub struct Surveillance {
     config: SurveillanceConfig,
@@ -413,11 +444,31 @@ impl Surveillance {
             self.devices
                 .seen(&obs.device, device_kind.clone(), obs.received, battery_pct);
         let probe = match (&obs.code, &obs.value) {
+            (_, ObservationValue::Absent(reason)) => {
+                let measurand = match obs.code {
+                    ObservationCode::Single(m) => Some(m),
+                    ObservationCode::BloodPressure => Some(Measurand::SystolicBp),
+                    ObservationCode::Event(_) => None,
+                };
+                if let Some(m) = measurand {
+                    conditions.extend(self.devices.no_value(
+                        &obs.device,
+                        m,
+                        *reason == AbsentReason::SensorOff,
+                        obs.effective,
+                    ));
+                }
+                None
+            }
             (ObservationCode::Single(m), ObservationValue::Quantity(q)) => {
                 Some((*m, Some(q.value)))
             }
             (ObservationCode::BloodPressure, _) => Some((Measurand::SystolicBp, None)),
             (ObservationCode::Single(m), _) => Some((*m, None)),
+            (ObservationCode::Event(event), _) => {
+                conditions.extend(event_alarm(&obs.patient, *event, obs.effective));
+                None
+            }
         };
         if let Some((m, value)) = probe {
             conditions.extend(self.devices.observed(
@@ -772,6 +823,113 @@ mod tests {
             Output::News2 { assessment, .. } => Some(assessment),
             Output::Alarm(_) => None,
         })
+    }
+
+    fn event(e: DeviceEvent, sec: i64) -> Observation {
+        Observation {
+            code: ObservationCode::Event(e),
+            value: ObservationValue::Detected,
+            ..obs(Measurand::HeartRate, 0.0, sec)
+        }
+    }
+
+    fn absent(m: Measurand, reason: AbsentReason, sec: i64) -> Observation {
+        Observation {
+            value: ObservationValue::Absent(reason),
+            ..obs(m, 0.0, sec)
+        }
+    }
+
+    fn open_alarm<'a>(s: &'a Surveillance, condition: &str) -> Option<&'a crate::alarm::Alarm> {
+        s.book().open().find(|a| a.key.condition == condition)
+    }
+
+    #[test]
+    fn a_fall_raises_a_high_priority_alarm_that_sounds_until_acknowledged() {
+        let mut s = Surveillance::new(SurveillanceConfig::default()).unwrap();
+        feed(&mut s, event(DeviceEvent::Fall, 0));
+        let alarm = open_alarm(&s, "event:fall").unwrap().clone();
+        assert_eq!(alarm.priority, Priority::High);
+        assert_eq!(alarm.kind, AlarmKind::Physiological);
+        assert_eq!(
+            alarm.key.subject,
+            crate::alarm::Subject::Patient(PatientId::new("p1").unwrap())
+        );
+        assert!(!alarm.condition_present, "an event has no duration");
+        assert_eq!(
+            alarm.state,
+            AlarmState::Active,
+            "latched: it sounds until acknowledged"
+        );
+        assert!(alarm.is_sounding(t(600)));
+        // A second fall before anyone came is recorded on the same alarm, not a second one.
+        let out = feed(&mut s, event(DeviceEvent::Fall, 30));
+        assert_eq!(
+            s.book()
+                .open()
+                .filter(|a| a.key.condition == "event:fall")
+                .count(),
+            1
+        );
+        assert!(out.iter().any(|o| matches!(o, Output::Alarm(c)
+            if c.event.kind == crate::alarm::AlarmEventKind::ConditionReturned)));
+        // Acknowledging ends it; a later fall is a new alarm.
+        s.acknowledge(alarm.id, "nurse.kim", t(60)).unwrap();
+        assert!(open_alarm(&s, "event:fall").is_none());
+        feed(&mut s, event(DeviceEvent::Fall, 120));
+        let again = open_alarm(&s, "event:fall").unwrap();
+        assert_ne!(again.id, alarm.id);
+        // A panic press is its own condition, and neither event touches NEWS2.
+        let out = feed(&mut s, event(DeviceEvent::Panic, 130));
+        assert_eq!(
+            open_alarm(&s, "event:panic").unwrap().priority,
+            Priority::High
+        );
+        assert!(last_news2(&out).is_none());
+    }
+
+    #[test]
+    fn a_sensor_off_report_raises_a_technical_alarm_until_a_clean_reading() {
+        let mut s = Surveillance::new(SurveillanceConfig::default()).unwrap();
+        full_set(&mut s, 16.0, 97.0, 72.0, 37.0, 120.0, 0);
+        let before = s.news2(&PatientId::new("p1").unwrap(), t(10));
+        let out = feed(&mut s, absent(Measurand::Spo2, AbsentReason::SensorOff, 10));
+        let alarm = open_alarm(&s, "technical:sensor-off:spo2").unwrap().clone();
+        assert_eq!(
+            (alarm.priority, alarm.kind),
+            (Priority::Medium, AlarmKind::Technical)
+        );
+        assert_eq!(
+            alarm.key.subject,
+            crate::alarm::Subject::Device(DeviceId::new("mon-1").unwrap())
+        );
+        assert_eq!(alarm.message, "spo2: sensor off");
+        // A missing value is neither a low SpO2 nor a new score.
+        assert!(open_alarm(&s, "threshold:spo2:low").is_none());
+        assert!(last_news2(&out).is_none());
+        assert_eq!(
+            s.news2(&PatientId::new("p1").unwrap(), t(10)).score,
+            before.score
+        );
+        // Repeated reports change nothing; a flagged artifact does not clear it; a clean one does.
+        assert!(feed(&mut s, absent(Measurand::Spo2, AbsentReason::SensorOff, 11)).is_empty());
+        let mut flagged = obs(Measurand::Spo2, 60.0, 12);
+        flagged.quality = QualityFlags::ARTIFACT;
+        feed(&mut s, flagged);
+        assert!(open_alarm(&s, "technical:sensor-off:spo2").is_some());
+        feed(&mut s, obs(Measurand::Spo2, 96.0, 13));
+        assert!(open_alarm(&s, "technical:sensor-off:spo2").is_none());
+        // "Could not be obtained" (HL7 OBX-11 X) is the same condition, worded as such.
+        feed(
+            &mut s,
+            absent(Measurand::HeartRate, AbsentReason::NotObtained, 14),
+        );
+        assert_eq!(
+            open_alarm(&s, "technical:sensor-off:heart_rate")
+                .unwrap()
+                .message,
+            "heart_rate: no value obtained"
+        );
     }
 
     #[test]

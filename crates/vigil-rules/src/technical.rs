@@ -36,6 +36,12 @@
 //!   failed measurement says so at once). Clears at the next clean reading of that measurand.
 //!   `QUESTIONABLE` readings neither start nor clear it. This is the technical notice of journey 3;
 //!   the physiological modules ignore such readings.
+//! * **Sensor off** (`technical:sensor-off:{measurand}`, medium): the device reported the
+//!   measurand without a value because its sensor is off the patient (SpO2 probe off, ECG lead
+//!   off) or could not obtain one (HL7 v2 OBX-11 `X`). Raised at once: unlike an artifact, the
+//!   device itself says nothing is being measured, so the patient is unmonitored for that vital
+//!   sign, which needs a prompt response (medium, as ward monitors rate probe-off and lead-off).
+//!   Clears at the next clean reading of that measurand from the device.
 //! * **Clock skew** (`technical:clock-skew`, low): a reading time more than 60 s ahead of its
 //!   receipt (never possible with a correct clock), or, for streaming kinds, more than the kind's
 //!   lag behind. Clears at a reading within half those tolerances. Readings timed by their receipt
@@ -58,6 +64,11 @@ pub const SILENT: &str = "technical:silent";
 pub const BATTERY: &str = "technical:battery";
 /// Condition id of the clock-skew condition.
 pub const CLOCK_SKEW: &str = "technical:clock-skew";
+
+/// Condition id of the sensor-off condition of one measurand: `technical:sensor-off:{measurand}`.
+pub fn sensor_off_condition(measurand: Measurand) -> String {
+    format!("technical:sensor-off:{}", measurand.short_name())
+}
 
 /// Condition id of the artifact condition of one measurand: `technical:artifact:{measurand}`.
 pub fn artifact_condition(measurand: Measurand) -> String {
@@ -218,6 +229,9 @@ struct DeviceState {
     /// The raised battery condition's priority.
     battery: Option<Priority>,
     artifacts: BTreeMap<Measurand, ArtifactState>,
+    /// Measurands whose sensor-off condition is raised.
+    #[serde(default)]
+    sensors_off: BTreeSet<Measurand>,
     skewed: bool,
 }
 
@@ -314,6 +328,7 @@ impl DeviceWatch {
                         silent: false,
                         battery: None,
                         artifacts: BTreeMap::new(),
+                        sensors_off: BTreeSet::new(),
                         skewed: false,
                     },
                 );
@@ -444,6 +459,12 @@ impl DeviceWatch {
         {
             changes.push(ConditionChange::Cleared { key, at: effective });
         }
+        if clean && state.sensors_off.remove(&measurand) {
+            changes.push(ConditionChange::Cleared {
+                key: ConditionKey::device(device.clone(), sensor_off_condition(measurand)),
+                at: effective,
+            });
+        }
 
         // Clock skew.
         if !quality.contains(QualityFlags::TIME_FROM_RECEIPT) {
@@ -477,6 +498,35 @@ impl DeviceWatch {
         changes
     }
 
+    /// The device reported `measurand` without a value at `at` (reading time): its sensor is off
+    /// the patient, or, with `sensor_off == false`, the value could not be obtained. Call
+    /// [`DeviceWatch::seen`] for the message first; unwatched devices are ignored.
+    pub fn no_value(
+        &mut self,
+        device: &DeviceId,
+        measurand: Measurand,
+        sensor_off: bool,
+        at: Instant,
+    ) -> Vec<ConditionChange> {
+        let Some(state) = self.devices.get_mut(device) else {
+            return Vec::new();
+        };
+        if !state.sensors_off.insert(measurand) {
+            return Vec::new();
+        }
+        let what = if sensor_off {
+            "sensor off"
+        } else {
+            "no value obtained"
+        };
+        vec![technical(
+            ConditionKey::device(device.clone(), sensor_off_condition(measurand)),
+            Priority::Medium,
+            format!("{}: {what}", measurand.short_name()),
+            at,
+        )]
+    }
+
     /// Stops watching a device (unbound, retired): its raised conditions clear at `at`.
     pub fn forget(&mut self, device: &DeviceId, at: Instant) -> Vec<ConditionChange> {
         let Some(state) = self.devices.remove(device) else {
@@ -497,6 +547,7 @@ impl DeviceWatch {
                 .filter(|(_, a)| a.raised)
                 .map(|(m, _)| artifact_condition(*m)),
         );
+        ids.extend(state.sensors_off.iter().map(|m| sensor_off_condition(*m)));
         if state.skewed {
             ids.push(CLOCK_SKEW.into());
         }

@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub limits: vigil_codecs::DecodeLimits,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// The cohort rule sets patients can be assigned to.
+    pub cohorts: vigil_rules::cohort::Cohorts,
+    /// Rules engine configuration (NEWS2 freshness and delay, device expectations).
+    pub surveillance: vigil_rules::surveillance::SurveillanceConfig,
 }
 
 impl ServerConfig {
@@ -49,6 +53,8 @@ impl ServerConfig {
             mqtt_config: MqttConfig::default(),
             limits: vigil_codecs::DecodeLimits::default(),
             shutdown_grace: Duration::from_secs(10),
+            cohorts: vigil_rules::cohort::Cohorts::default(),
+            surveillance: Default::default(),
         }
     }
 }
@@ -124,14 +130,11 @@ pub async fn start(
     let metrics = telemetry::install();
     let tokens = auth::TokenKeys::load_or_create(&config.data_dir)?;
     let store_for_rules = store.clone();
-    let (surveillance, surveillance_thread) = tokio::task::spawn_blocking(move || {
-        surveillance::start(
-            store_for_rules,
-            vigil_rules::surveillance::SurveillanceConfig::default(),
-        )
-    })
-    .await
-    .map_err(|e| ServerError::Writer(std::io::Error::other(e.to_string())))??;
+    let rules_config = config.surveillance.clone();
+    let (surveillance, surveillance_thread) =
+        tokio::task::spawn_blocking(move || surveillance::start(store_for_rules, rules_config))
+            .await
+            .map_err(|e| ServerError::Writer(std::io::Error::other(e.to_string())))??;
     let notify = surveillance.clone();
     let (ingest, writer) = Ingest::start_with_commit_hook(
         store.clone(),
@@ -198,6 +201,7 @@ pub async fn start(
         limits: config.limits.clone(),
         tokens,
         surveillance,
+        cohorts: Arc::new(config.cohorts.clone()),
         shutdown: shutdown.clone(),
         metrics,
         fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),

@@ -199,32 +199,85 @@ pub struct MessageReport {
     pub rejected: Vec<Rejection>,
 }
 
+/// Which of the device contracts a message follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceMessage {
+    /// Readings and waveforms (`…/obs`): the device JSON payload.
+    Readings,
+    /// One event (`…/events`): a fall, a panic-button press, a sensor off.
+    Event,
+}
+
+/// A whole message refused as unreadable; nothing of it was stored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    /// Stable machine-readable reason (also the metrics label).
+    pub kind: &'static str,
+    /// What is wrong, in a sentence for the sender.
+    pub reason: String,
+    /// The message was over the size limit.
+    pub too_large: bool,
+}
+
+impl From<vigil_codecs::PayloadError> for Refusal {
+    fn from(e: vigil_codecs::PayloadError) -> Self {
+        Refusal {
+            kind: e.kind(),
+            too_large: matches!(e, vigil_codecs::PayloadError::TooLarge { .. }),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<vigil_codecs::EventError> for Refusal {
+    fn from(e: vigil_codecs::EventError) -> Self {
+        Refusal {
+            kind: e.kind(),
+            too_large: matches!(
+                e,
+                vigil_codecs::EventError::Envelope(vigil_codecs::PayloadError::TooLarge { .. })
+            ),
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// Why a device message was not taken at all.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     /// The message as a whole is unreadable; nothing of it was stored.
     #[error(transparent)]
-    Payload(#[from] vigil_codecs::PayloadError),
+    Payload(#[from] Refusal),
     /// Nothing was stored and nothing may be acknowledged.
     #[error(transparent)]
     Ingest(#[from] IngestError),
 }
 
 /// Decodes, validates and stores one device message: the path shared by every source that takes
-/// the device JSON contract (MQTT and HTTP). Returns once the accepted part is durable.
+/// the device JSON contracts (MQTT and HTTP). Returns once the accepted part is durable.
 pub async fn ingest_device_message(
     ingest: &Ingest,
     limits: &vigil_codecs::DecodeLimits,
     source: &'static str,
     device: &vigil_model::DeviceId,
+    message: DeviceMessage,
     payload: &[u8],
 ) -> Result<MessageReport, MessageError> {
     let received = chrono::Utc::now();
-    let decoded = match vigil_codecs::decode_device_message(payload, received, limits) {
+    let decoded = match message {
+        DeviceMessage::Readings => {
+            vigil_codecs::decode_device_message(payload, received, limits).map_err(Refusal::from)
+        }
+        DeviceMessage::Event => {
+            vigil_codecs::decode_device_event(payload, received, limits).map_err(Refusal::from)
+        }
+    };
+    let decoded = match decoded {
         Ok(decoded) => decoded,
-        Err(err) => {
-            telemetry::message_rejected(source, err.kind());
-            return Err(err.into());
+        Err(refusal) => {
+            telemetry::message_rejected(source, refusal.kind);
+            return Err(refusal.into());
         }
     };
     let mut rejected: Vec<Rejection> = decoded

@@ -61,6 +61,7 @@ impl Api {
             metrics: vigil_server::telemetry::install(),
             fhir_base: format!("{BASE}/fhir"),
             surveillance,
+            cohorts: Default::default(),
             shutdown: Default::default(),
         });
         Api {

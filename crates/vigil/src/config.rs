@@ -2,6 +2,7 @@
 //! variables, overridden by flags. Unknown keys are an error; everything is validated into a
 //! `ServerConfig` before anything starts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
+use vigil_rules::cohort::{Cohort, Cohorts};
+use vigil_rules::technical::Expectation;
 
 /// Flags of `vigil serve`; each may also come from the environment or the config file.
 #[derive(Args, Debug, Clone)]
@@ -53,6 +56,22 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// Allow non-loopback plaintext listeners.
     pub allow_plaintext: Option<bool>,
+    /// Cohort rule sets file (TOML); default: the built-in `config/cohorts.toml`.
+    pub cohorts: Option<PathBuf>,
+    /// What to expect of devices, per device kind (`multiparameter-monitor`, `wearable`, …):
+    /// overrides the built-in table of `vigil_rules::technical` for the kinds given.
+    #[serde(default)]
+    pub devices: BTreeMap<String, Expectation>,
+}
+
+/// The cohort rule sets built into Vigil.
+pub const BUILT_IN_COHORTS: &str = include_str!("../../../config/cohorts.toml");
+
+/// Parses and validates a cohorts file.
+pub fn parse_cohorts(text: &str, origin: &str) -> anyhow::Result<Cohorts> {
+    let raw: BTreeMap<String, Cohort> =
+        toml::from_str(text).with_context(|| format!("{origin} is not a valid cohorts file"))?;
+    Cohorts::new(raw).with_context(|| format!("{origin} defines an invalid cohort"))
 }
 
 pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -96,6 +115,22 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
     }
     let mut config = vigil_server::ServerConfig::new(data_dir, http, mqtt);
     config.public_url = args.public_url.or(file.public_url);
+    config.cohorts = match &file.cohorts {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            parse_cohorts(&text, &path.display().to_string())?
+        }
+        None => parse_cohorts(BUILT_IN_COHORTS, "the built-in cohorts file")?,
+    };
+    for (kind, expectation) in file.devices {
+        config.surveillance.watch.kinds.insert(kind, expectation);
+    }
+    config
+        .surveillance
+        .watch
+        .validate()
+        .context("the devices section of the configuration is invalid")?;
     Ok(config)
 }
 
@@ -175,6 +210,45 @@ mod tests {
         assert!(resolve(a.clone()).is_err());
         a.allow_plaintext = true;
         assert!(resolve(a).is_ok());
+    }
+
+    #[test]
+    fn the_built_in_cohorts_are_valid_and_say_what_they_change() {
+        let c = resolve(args()).unwrap();
+        assert_eq!(
+            c.cohorts.names(),
+            ["copd", "diabetes", "general", "heart-failure"]
+        );
+        let copd = c.cohorts.get("copd").unwrap().settings("copd").unwrap();
+        assert_eq!(copd.spo2_scale.number(), 2);
+        let hf = c
+            .cohorts
+            .get("heart-failure")
+            .unwrap()
+            .settings("hf")
+            .unwrap();
+        assert_eq!(hf.trends.drift[0].change, 2.0);
+        let diabetes = c.cohorts.get("diabetes").unwrap().settings("d").unwrap();
+        assert_eq!(diabetes.trends.rate.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_cohorts_file_is_refused_naming_the_cohort() {
+        let err =
+            parse_cohorts("[copd]\ndescription = \"x\"\nspo2_scale = 3\n", "f.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("copd"), "{err:#}");
+        let err = parse_cohorts("[copd]\ndescripton = \"x\"\n", "f.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("descripton"), "{err:#}");
+    }
+
+    #[test]
+    fn device_expectations_come_from_the_file_and_are_checked() {
+        let file: FileConfig = toml::from_str(
+            "[devices.wearable]\ninterval_secs = 2\nmargin_secs = 1\nsilent_priority = \"medium\"\nartifact_delay_secs = 0\n",
+        )
+        .unwrap();
+        let e = &file.devices["wearable"];
+        assert_eq!((e.interval_secs, e.margin_secs), (Some(2), 1));
     }
 
     #[test]

@@ -10,10 +10,11 @@ use super::{
     Common, OBSERVATION_PARAMETERS, Param, escape, reference_id, split_token, split_unescaped,
 };
 use crate::FhirError;
-use crate::common::{LOINC, MDC, SYSTEM_CODE};
+use crate::common::{LOINC, MDC, SNOMED, SYSTEM_CODE};
+use vigil_model::catalogue::BLOOD_PRESSURE_LOINC;
 
 /// Code systems `code` accepts.
-pub const CODE_SYSTEMS: &[&str] = &[LOINC, MDC, SYSTEM_CODE];
+pub const CODE_SYSTEMS: &[&str] = &[LOINC, MDC, SNOMED, SYSTEM_CODE];
 
 /// Order of results by effective time; ties are broken by id in the same direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -173,6 +174,7 @@ pub fn decode_cursor(raw: &str) -> Result<ObservationCursor, FhirError> {
 enum System {
     Loinc,
     Mdc,
+    Snomed,
     Vigil,
 }
 
@@ -181,6 +183,7 @@ impl System {
         match self {
             System::Loinc => LOINC,
             System::Mdc => MDC,
+            System::Snomed => SNOMED,
             System::Vigil => SYSTEM_CODE,
         }
     }
@@ -204,8 +207,14 @@ fn served_codes() -> Vec<(System, String, ObservationCode)> {
     for code in ObservationCode::all() {
         match code {
             ObservationCode::Single(m) => add_measurand(m, code, &mut out),
+            ObservationCode::Event(event) => {
+                if let Some((snomed, _)) = event.snomed() {
+                    out.push((System::Snomed, snomed.to_owned(), code));
+                }
+                out.push((System::Vigil, code.short_name().to_owned(), code));
+            }
             ObservationCode::BloodPressure => {
-                out.push((System::Loinc, code.loinc().to_owned(), code));
+                out.push((System::Loinc, BLOOD_PRESSURE_LOINC.to_owned(), code));
                 if let Some(mdc) = code.mdc() {
                     out.push((System::Mdc, mdc.code.to_string(), code));
                     out.push((System::Mdc, mdc.refid.to_owned(), code));
@@ -222,7 +231,10 @@ fn served_codes() -> Vec<(System, String, ObservationCode)> {
 
 fn known_codes_hint() -> String {
     let list: Vec<String> = ObservationCode::all()
-        .map(|c| format!("{} ({})", c.loinc(), c.short_name()))
+        .map(|c| match c.loinc() {
+            Some(loinc) => format!("{loinc} ({})", c.short_name()),
+            None => c.short_name().to_owned(),
+        })
         .collect();
     format!("Vigil records observations under {}", list.join(", "))
 }
@@ -233,7 +245,7 @@ fn resolve_code(name: &str, token: &str) -> Result<ObservationCode, FhirError> {
     let system = match system.as_deref() {
         None | Some("") => None,
         Some(uri) => Some(
-            [System::Loinc, System::Mdc, System::Vigil]
+            [System::Loinc, System::Mdc, System::Snomed, System::Vigil]
                 .into_iter()
                 .find(|s| s.uri() == uri)
                 .ok_or_else(|| FhirError::UnknownSystem {

@@ -1,4 +1,5 @@
-//! `POST /api/v1/devices/{device_id}/obs`: the HTTP twin of the MQTT readings topic. Devices
+//! `POST /api/v1/devices/{device_id}/obs` and `…/events`: the HTTP twins of the MQTT readings and
+//! events topics. Devices
 //! authenticate with HTTP Basic (username = device id, password = device secret); user tokens are
 //! refused here, and device secrets are refused everywhere else.
 
@@ -16,7 +17,7 @@ use vigil_model::DeviceId;
 use super::AppState;
 use super::problem::Problem;
 use crate::auth;
-use crate::pipeline::{self, IngestError, MessageError};
+use crate::pipeline::{self, DeviceMessage, IngestError, MessageError};
 use crate::telemetry;
 
 const CHALLENGE: &str = "Basic realm=\"vigil-devices\", charset=\"UTF-8\"";
@@ -69,6 +70,26 @@ pub async fn post_readings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    post_message(state, device_id, headers, body, DeviceMessage::Readings).await
+}
+
+/// `POST /api/v1/devices/{device_id}/events`: the HTTP twin of the MQTT events topic.
+pub async fn post_event(
+    State(state): State<Arc<AppState>>,
+    Path(device_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    post_message(state, device_id, headers, body, DeviceMessage::Event).await
+}
+
+async fn post_message(
+    state: Arc<AppState>,
+    device_id: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    message: DeviceMessage,
+) -> Response {
     let Some((user, secret)) = basic_credentials(&headers) else {
         return unauthorized(
             "no_credentials",
@@ -84,7 +105,7 @@ pub async fn post_readings(
         return Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "A device may post readings only to its own URL.",
+            "A device may post only to its own URLs.",
         )
         .into_response();
     }
@@ -111,8 +132,15 @@ pub async fn post_readings(
         Ok(body) => body,
         Err(rejection) => return body_problem(&rejection, state.limits.max_bytes),
     };
-    match pipeline::ingest_device_message(&state.ingest, &state.limits, "http", &device, &body)
-        .await
+    match pipeline::ingest_device_message(
+        &state.ingest,
+        &state.limits,
+        "http",
+        &device,
+        message,
+        &body,
+    )
+    .await
     {
         Ok(report) if report.accepted == 0 && report.duplicates == 0 => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -125,12 +153,13 @@ pub async fn post_readings(
         .with(json!({ "accepted": 0, "duplicates": 0, "rejected": report.rejected }))
         .into_response(),
         Ok(report) => (StatusCode::ACCEPTED, axum::Json(report)).into_response(),
-        Err(MessageError::Payload(err)) => {
-            let status = match err {
-                vigil_codecs::PayloadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
+        Err(MessageError::Payload(refusal)) => {
+            let status = if refusal.too_large {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
             };
-            Problem::new(status, err.kind(), err.to_string()).into_response()
+            Problem::new(status, refusal.kind, refusal.reason).into_response()
         }
         Err(MessageError::Ingest(IngestError::Store(_))) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub limits: vigil_codecs::DecodeLimits,
     pub tokens: TokenKeys,
     pub surveillance: crate::surveillance::SurveillanceHandle,
+    /// The cohort rule sets patients can be assigned to.
+    pub cohorts: Arc<vigil_rules::cohort::Cohorts>,
     /// Cancelled when the server stops; long-lived responses (the live stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub metrics: PrometheusHandle,
@@ -45,11 +47,16 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/api/v1/devices/{device_id}/obs",
             post(devices::post_readings),
         )
+        .route(
+            "/api/v1/devices/{device_id}/events",
+            post(devices::post_event),
+        )
         .route("/api/v1/patients/{id}/news2", get(surveillance::news2))
         .route(
             "/api/v1/patients/{id}/settings",
             get(surveillance::get_settings).put(surveillance::put_settings),
         )
+        .route("/api/v1/cohorts", get(surveillance::list_cohorts))
         .route("/api/v1/alerts", get(surveillance::list_alerts))
         .route("/api/v1/alerts/{id}", get(surveillance::get_alert))
         .route("/api/v1/alerts/{id}/ack", post(surveillance::acknowledge))

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use vigil_model::{ObservationId, PatientId};
+use vigil_rules::cohort::{LimitChange, apply_limit_changes};
 use vigil_rules::news2::Spo2Scale;
+use vigil_rules::surveillance::PatientSettings;
 use vigil_store::{AlarmQuery, Store};
 
 use super::AppState;
@@ -160,6 +162,9 @@ pub async fn news2(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
+    /// A cohort rule set (`GET /api/v1/cohorts`): the settings start again from the adult
+    /// defaults with the cohort's changes; the other fields of the request apply on top.
+    cohort: Option<String>,
     /// 1 or 2 (scale 2 only for confirmed hypercapnic respiratory failure).
     spo2_scale: Option<u8>,
     /// Per measurand (short name or LOINC), a new low and/or high alarm limit in the canonical
@@ -167,41 +172,38 @@ pub struct SettingsChange {
     limits: Option<std::collections::BTreeMap<String, LimitChange>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitChange {
-    low: Option<f64>,
-    high: Option<f64>,
+/// A patient's settings as the API shows them.
+fn settings_json(settings: &PatientSettings) -> Value {
+    json!({
+        "cohort": settings.cohort,
+        "spo2_scale": settings.spo2_scale.number(),
+        "limits": settings.limits,
+        "trends": settings.trends,
+    })
 }
 
-/// Applies limit changes to a copy of the limits in force; the error says what is wrong.
-fn apply_limit_changes(
-    limits: &mut vigil_rules::threshold::Limits,
-    changes: std::collections::BTreeMap<String, LimitChange>,
-) -> Result<(), String> {
-    for (code, change) in changes {
-        let measurand = vigil_model::Measurand::from_code(&code)
-            .ok_or_else(|| format!("limits: unknown measurand {code:?}"))?;
-        let mut current = limits.get(measurand).cloned().unwrap_or_default();
-        for (value, side, bound) in [
-            (change.low, &mut current.low, "low"),
-            (change.high, &mut current.high, "high"),
-        ] {
-            let Some(value) = value else { continue };
-            let side = side
-                .as_mut()
-                .ok_or_else(|| format!("limits: {code} has no {bound} alarm to change"))?;
-            let tier = side
-                .tiers
-                .first_mut()
-                .ok_or_else(|| format!("limits: {code} has no {bound} alarm to change"))?;
-            tier.limit = value;
-        }
-        limits
-            .set(measurand, Some(current))
-            .map_err(|e| format!("limits: {code}: {e}"))?;
+/// `GET /api/v1/cohorts`: the cohort rule sets a patient can be assigned to.
+pub async fn list_cohorts(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+) -> Response {
+    if let Err(refusal) = caller {
+        return refusal.into_response();
     }
-    Ok(())
+    let cohorts: Vec<Value> = state
+        .cohorts
+        .iter()
+        .filter_map(|(name, cohort)| {
+            let settings = cohort.settings(name).ok()?;
+            Some(json!({
+                "name": name,
+                "description": cohort.description,
+                "changes": cohort,
+                "settings": settings_json(&settings),
+            }))
+        })
+        .collect();
+    Json(json!({ "cohorts": cohorts })).into_response()
 }
 
 /// `GET /api/v1/patients/{id}/settings`
@@ -215,8 +217,7 @@ pub async fn get_settings(
         Err(refusal) => return refusal.into_response(),
     };
     match state.surveillance.settings(id).await {
-        Ok(settings) => Json(json!({ "spo2_scale": settings.spo2_scale.number(), "limits": settings.limits, "trends": settings.trends }))
-            .into_response(),
+        Ok(settings) => Json(settings_json(&settings)).into_response(),
         Err(e) => command_error(e),
     }
 }
@@ -239,9 +240,29 @@ pub async fn put_settings(
                 .into_response();
         }
     };
-    let mut settings = match state.surveillance.settings(id.clone()).await {
-        Ok(s) => s,
-        Err(e) => return command_error(e),
+    let mut settings = match &change.cohort {
+        Some(name) => match state.cohorts.get(name).map(|c| c.settings(name)) {
+            Some(Ok(settings)) => settings,
+            Some(Err(why)) => {
+                return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-settings", why)
+                    .into_response();
+            }
+            None => {
+                return Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-settings",
+                    format!(
+                        "cohort {name:?} is not defined; the cohorts are: {}",
+                        state.cohorts.names().join(", ")
+                    ),
+                )
+                .into_response();
+            }
+        },
+        None => match state.surveillance.settings(id.clone()).await {
+            Ok(s) => s,
+            Err(e) => return command_error(e),
+        },
     };
     if let Some(scale) = change.spo2_scale {
         match Spo2Scale::from_number(scale) {
@@ -257,19 +278,18 @@ pub async fn put_settings(
         }
     }
     if let Some(changes) = change.limits
-        && let Err(why) = apply_limit_changes(&mut settings.limits, changes)
+        && let Err(why) = apply_limit_changes(&mut settings.limits, &changes)
     {
         return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-settings", why)
             .into_response();
     }
-    let scale = settings.spo2_scale.number();
-    let limits = serde_json::to_value(&settings.limits).unwrap_or(Value::Null);
+    let shown = settings_json(&settings);
     tracing::info!(
         by_role = caller.0.role.as_str(),
         "patient monitoring settings changed"
     );
     match state.surveillance.set_settings(id, settings).await {
-        Ok(()) => Json(json!({ "spo2_scale": scale, "limits": limits })).into_response(),
+        Ok(()) => Json(shown).into_response(),
         Err(e) => command_error(e),
     }
 }

@@ -63,7 +63,10 @@ fn all_finite(value: &ObservationValue) -> bool {
     match value {
         ObservationValue::Quantity(q) => q.value.is_finite(),
         ObservationValue::Components(c) => c.iter().all(|c| c.value.value.is_finite()),
-        ObservationValue::Acvpu(_) | ObservationValue::OnOxygen(_) => true,
+        ObservationValue::Acvpu(_)
+        | ObservationValue::OnOxygen(_)
+        | ObservationValue::Detected
+        | ObservationValue::Absent(_) => true,
     }
 }
 
@@ -143,6 +146,8 @@ pub(super) fn decode_value(
             .collect();
             Ok(ObservationValue::Components(parts))
         }
+        // Events are always written with their value in `value_json`.
+        ObservationCode::Event(_) => Err("value_json is missing"),
     }
 }
 

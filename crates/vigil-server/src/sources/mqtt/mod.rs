@@ -30,7 +30,7 @@ use vigil_model::DeviceId;
 use vigil_store::Store;
 
 use crate::auth;
-use crate::pipeline::{self, Ingest, MessageError, MessageReport};
+use crate::pipeline::{self, DeviceMessage, Ingest, MessageError, MessageReport};
 use crate::telemetry;
 use topics::PublishTarget;
 use wire::{ConnectRefusal, DisconnectReason, Inbound, Outbound, Protocol, Refusal};
@@ -458,15 +458,21 @@ impl Connection {
                     _ => topic,
                 };
                 match topics::classify_publish(self.device.as_str(), &topic) {
-                    PublishTarget::OwnReadings => {
+                    target @ (PublishTarget::OwnReadings | PublishTarget::OwnEvents) => {
                         let ctx = ctx.clone();
                         let device = self.device.clone();
+                        let message = if target == PublishTarget::OwnEvents {
+                            DeviceMessage::Event
+                        } else {
+                            DeviceMessage::Readings
+                        };
                         inflight.push_back(Box::pin(async move {
                             let outcome = pipeline::ingest_device_message(
                                 &ctx.ingest,
                                 &ctx.limits,
                                 "mqtt",
                                 &device,
+                                message,
                                 &payload,
                             )
                             .await;
@@ -484,8 +490,9 @@ impl Connection {
                         let report = error_report(
                             "not_authorized",
                             &format!(
-                                "a device may publish only to {}",
-                                topics::obs_topic(self.device.as_str())
+                                "a device may publish only to {} and {}",
+                                topics::obs_topic(self.device.as_str()),
+                                topics::events_topic(self.device.as_str())
                             ),
                         );
                         ctx.sessions.deliver(
@@ -618,11 +625,11 @@ fn publish_done(qos: u8, pkid: u16, outcome: Result<MessageReport, MessageError>
                 report: payload,
             }
         }
-        Err(MessageError::Payload(err)) => PublishDone {
+        Err(MessageError::Payload(refusal)) => PublishDone {
             qos,
             pkid,
             result: Ok(Some(Refusal::PayloadFormatInvalid)),
-            report: Some(error_report(err.kind(), &err.to_string())),
+            report: Some(error_report(refusal.kind, &refusal.reason)),
         },
         Err(MessageError::Ingest(err)) => {
             tracing::warn!(error = %err, "reading not committed; the device will resend");

@@ -2,15 +2,21 @@
 //!
 //! ```text
 //! vigil/v1/devices/{device_id}/obs      device → Vigil   readings (the payload contract)
+//! vigil/v1/devices/{device_id}/events   device → Vigil   events: fall, panic, sensor off
 //! vigil/v1/devices/{device_id}/errors   Vigil → device   why something was refused
 //! vigil/v1/devices/{device_id}/cmd      Vigil → device   commands (reminders, configuration)
 //! ```
-//! A device may publish only to its own `obs` topic and subscribe only inside its own subtree.
+//! A device may publish only to its own `obs` and `events` topics and subscribe only inside its
+//! own subtree.
 
 pub const PREFIX: &str = "vigil/v1/devices/";
 
 pub fn obs_topic(device: &str) -> String {
     format!("{PREFIX}{device}/obs")
+}
+
+pub fn events_topic(device: &str) -> String {
+    format!("{PREFIX}{device}/events")
 }
 
 pub fn errors_topic(device: &str) -> String {
@@ -22,6 +28,8 @@ pub fn errors_topic(device: &str) -> String {
 pub enum PublishTarget {
     /// Its own readings topic.
     OwnReadings,
+    /// Its own events topic.
+    OwnEvents,
     /// Its own subtree, but not a topic a device writes to.
     OwnReadOnly,
     /// Anything else: another device's topic or outside the tree.
@@ -35,6 +43,7 @@ pub fn classify_publish(device: &str, topic: &str) -> PublishTarget {
         .and_then(|rest| rest.strip_prefix('/'))
     {
         Some("obs") => PublishTarget::OwnReadings,
+        Some("events") => PublishTarget::OwnEvents,
         Some(_) => PublishTarget::OwnReadOnly,
         None => PublishTarget::Foreign,
     }
