@@ -1359,6 +1359,23 @@ pub fn status_quality_and_values_round_trip(store: &dyn Store) {
             ObservationCode::Single(Measurand::SupplementalOxygen),
             ObservationValue::Quantity(Quantity::new(2.5, "L/min")),
         ),
+        // Device events, and values a device reported absent.
+        (
+            ObservationCode::Event(vigil_model::DeviceEvent::Fall),
+            ObservationValue::Detected,
+        ),
+        (
+            ObservationCode::Event(vigil_model::DeviceEvent::Panic),
+            ObservationValue::Detected,
+        ),
+        (
+            ObservationCode::Single(Measurand::Spo2),
+            ObservationValue::Absent(vigil_model::AbsentReason::SensorOff),
+        ),
+        (
+            ObservationCode::BloodPressure,
+            ObservationValue::Absent(vigil_model::AbsentReason::NotObtained),
+        ),
     ];
     for (code, value) in odd {
         at += us(3);

@@ -33,8 +33,9 @@ use rusqlite::{
 };
 use tracing::debug;
 use vigil_model::{
-    Binding, Device, DeviceId, DeviceKind, Gender, Measurand, Observation, ObservationCode,
-    ObservationId, Patient, PatientId, QualityFlags, StoredWaveform, WaveformCode, WaveformSegment,
+    Binding, Device, DeviceEvent, DeviceId, DeviceKind, Gender, Measurand, Observation,
+    ObservationCode, ObservationId, Patient, PatientId, QualityFlags, StoredWaveform, WaveformCode,
+    WaveformSegment,
 };
 
 use crate::{
@@ -420,6 +421,7 @@ impl Drop for Reader<'_> {
 fn known_codes() -> impl Iterator<Item = ObservationCode> {
     std::iter::once(ObservationCode::BloodPressure)
         .chain(Measurand::ALL.into_iter().map(ObservationCode::Single))
+        .chain(DeviceEvent::ALL.into_iter().map(ObservationCode::Event))
 }
 
 /// The `observation_codes` mapping, loaded at open. New codes get the next number, so numbers

@@ -35,9 +35,14 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(VIGIL)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
             .env("VIGIL_LOG", "warn")
             .stdout(Stdio::piped())
@@ -1164,4 +1169,252 @@ fn clinicians_set_the_spo2_scale_and_alarm_limits_per_patient() {
     let server = Server::start(w.dir.path());
     let (_, settings) = fhir_get(&server, &w.token, "/api/v1/patients/p1/settings");
     assert_eq!(settings["spo2_scale"], 2);
+
+    // Cohort rule sets: listed with what they change, assigned per patient.
+    let (status, cohorts) = fhir_get(&server, &w.token, "/api/v1/cohorts");
+    assert_eq!(status, 200, "{cohorts}");
+    let names: Vec<&str> = cohorts["cohorts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["copd", "diabetes", "general", "heart-failure"]);
+    let put = |body: Value| {
+        let resp = client()
+            .put(format!("{}/api/v1/patients/p2/settings", server.http))
+            .bearer_auth(&w.token)
+            .json(&body)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    };
+    let (status, hf) =
+        put(json!({"cohort": "heart-failure", "limits": {"heart_rate": {"high": 120}}}));
+    assert_eq!(status, 200, "{hf}");
+    assert_eq!(hf["cohort"], "heart-failure");
+    assert_eq!(hf["trends"]["drift"][0]["priority"], "high");
+    assert_eq!(
+        hf["limits"]["systolic_bp"]["low"]["tiers"][0]["limit"],
+        85.0
+    );
+    assert_eq!(
+        hf["limits"]["heart_rate"]["high"]["tiers"][0]["limit"], 120.0,
+        "the request's own changes apply on top"
+    );
+    let (status, body) = put(json!({"cohort": "astronauts"}));
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"].as_str().unwrap().contains("copd, diabetes"),
+        "{body}"
+    );
+    let (_, settings) = fhir_get(&server, &w.token, "/api/v1/patients/p2/settings");
+    assert_eq!(
+        settings["cohort"], "heart-failure",
+        "a refused change changes nothing"
+    );
+    // Back to the plain defaults, from the cohort of that name.
+    let (_, general) = put(json!({"cohort": "general"}));
+    assert_eq!(
+        general["limits"]["heart_rate"]["high"]["tiers"][0]["limit"],
+        130.0
+    );
+}
+
+fn post_event(server: &Server, device: &str, secret: &str, body: &Value) -> (u16, Value) {
+    let resp = client()
+        .post(format!("{}/api/v1/devices/{device}/events", server.http))
+        .basic_auth(device, Some(secret))
+        .json(body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_fall_and_a_sensor_off_reported_by_devices_raise_alarms_on_the_stream() {
+    let w = ward();
+    let pendant = w.add_device("pendant-1", "p1");
+    let oximeter = w.add_device("ox-1", "p1");
+    let server = Server::start(w.dir.path());
+    let mut events = follow_stream(&server, &w.token, "patient=p1");
+    wait_for(&mut events, |kind, _| kind == "ready");
+
+    // A fall over MQTT, as a pendant sends it.
+    let ts = chrono_now_ms() - 2_000;
+    let fall = json!({"event": "fall", "ts": ts, "battery": 80}).to_string();
+    let topic = "vigil/v1/devices/pendant-1/events";
+    let out = mosquitto_pub(server.mqtt_port, "pendant-1", &pendant, topic, &fall, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        mosquitto_pub(server.mqtt_port, "pendant-1", &pendant, topic, &fall, &[])
+            .status
+            .success()
+    );
+    let alarm = wait_for(&mut events, |kind, data| {
+        kind == "alarm" && data["condition"] == "event:fall"
+    });
+    assert_eq!(alarm["priority"], "high");
+    assert_eq!(alarm["kind"], "physiological");
+    assert_eq!(alarm["state"], "active");
+    assert_eq!(alarm["patient"], "p1");
+    assert_eq!(alarm["message"], "Fall detected");
+    let fall_id = alarm["id"].as_u64().unwrap();
+    // The same event resent (no acknowledgement reached the pendant) is stored once.
+    assert!(
+        mosquitto_pub(server.mqtt_port, "pendant-1", &pendant, topic, &fall, &[])
+            .status
+            .success()
+    );
+    let (status, found) = fhir_get(
+        &server,
+        &w.token,
+        "/fhir/Observation?patient=p1&code=http://snomed.info/sct%7C1912002",
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["entry"].as_array().unwrap().len(), 1, "{found}");
+    let observation = &found["entry"][0]["resource"];
+    assert_eq!(observation["valueBoolean"], true);
+    assert_eq!(observation["device"]["reference"], "Device/pendant-1");
+
+    // A probe off, over HTTP: a technical alarm on the device, never a low SpO2.
+    let (status, body) = post_event(
+        &server,
+        "ox-1",
+        &oximeter,
+        &json!({"event": "sensor_off", "code": "spo2", "ts": ts}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let off = wait_for(&mut events, |kind, data| {
+        kind == "alarm" && data["condition"] == "technical:sensor-off:spo2"
+    });
+    assert_eq!(off["priority"], "medium");
+    assert_eq!(off["kind"], "technical");
+    assert_eq!(off["device"], "ox-1");
+    // Bad events are refused whole, saying why.
+    let (status, body) = post_event(
+        &server,
+        "ox-1",
+        &oximeter,
+        &json!({"event": "sensor_off", "code": "spo2"}),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["type"].as_str().map(|t| t.ends_with("missing_field")),
+        Some(true),
+        "{body}"
+    );
+    let (status, _) = post_event(
+        &server,
+        "ox-1",
+        &oximeter,
+        &json!({"event": "earthquake", "ts": ts}),
+    );
+    assert_eq!(status, 400);
+    // The probe goes back on: the next clean reading ends the technical alarm.
+    let (status, _) = post_obs(
+        &server,
+        "ox-1",
+        "ox-1",
+        &oximeter,
+        json!({"ts": ts + 1000, "obs": [{"code": "spo2", "value": 97}]}).to_string(),
+    );
+    assert_eq!(status, 202);
+    wait_for(&mut events, |kind, data| {
+        kind == "alarm"
+            && data["condition"] == "technical:sensor-off:spo2"
+            && data["state"] == "resolved"
+    });
+
+    // The fall alarm is latched: it sounds until someone acknowledges it, across a restart too.
+    server.stop();
+    let server = Server::start(w.dir.path());
+    let (_, alerts) = fhir_get(&server, &w.token, "/api/v1/alerts?patient=p1");
+    let falls: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["condition"] == "event:fall")
+        .collect();
+    assert_eq!(falls.len(), 1, "{alerts}");
+    assert_eq!(falls[0]["id"], fall_id);
+    assert_eq!(falls[0]["state"], "active");
+    let acked: Value = client()
+        .post(format!("{}/api/v1/alerts/{fall_id}/ack", server.http))
+        .bearer_auth(&w.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        acked["state"], "resolved",
+        "acknowledging an event that is over ends it"
+    );
+    assert_eq!(acked["acknowledged"]["by"], "nadia");
+}
+
+#[test]
+fn a_silent_device_raises_its_no_data_alarm_on_time_across_a_restart() {
+    let w = ward();
+    let secret = w.add_device("watch-1", "p1");
+    // A wearable expected every 2 s, silent after 2 + 1 s without data.
+    let config = w.dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        "[devices.multiparameter-monitor]\ninterval_secs = 2\nmargin_secs = 1\nsilent_priority = \"medium\"\nartifact_delay_secs = 10\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let server = Server::start_with(w.dir.path(), &["--config", &config]);
+    let (status, _) = post_obs(
+        &server,
+        "watch-1",
+        "watch-1",
+        &secret,
+        json!({"obs": [{"code": "heart_rate", "value": 70}]}).to_string(),
+    );
+    assert_eq!(status, 202);
+    // The server dies right after; the device says nothing more.
+    server.kill();
+    let server = Server::start_with(w.dir.path(), &["--config", &config]);
+    let mut events = follow_stream(&server, &w.token, "");
+    let silent = wait_for(&mut events, |kind, data| {
+        kind == "alarm" && data["condition"] == "technical:silent"
+    });
+    assert_eq!(silent["device"], "watch-1");
+    assert_eq!(silent["patient"], "p1");
+    assert_eq!(silent["priority"], "medium");
+    assert_eq!(silent["kind"], "technical");
+    let id = silent["id"].as_u64().unwrap();
+    // Another restart while it is open: the same alarm, not a second one.
+    server.stop();
+    let server = Server::start_with(w.dir.path(), &["--config", &config]);
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, alerts) = fhir_get(&server, &w.token, "/api/v1/alerts?status=all");
+    let silences: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["condition"] == "technical:silent")
+        .collect();
+    assert_eq!(silences.len(), 1, "{alerts}");
+    assert_eq!(silences[0]["id"], id);
+    // Data resumes: the condition ends, and the medium-priority alarm with it.
+    let mut events = follow_stream(&server, &w.token, "");
+    let (status, _) = post_obs(
+        &server,
+        "watch-1",
+        "watch-1",
+        &secret,
+        json!({"obs": [{"code": "heart_rate", "value": 71}]}).to_string(),
+    );
+    assert_eq!(status, 202);
+    wait_for(&mut events, |kind, data| {
+        kind == "alarm" && data["id"] == id && data["state"] == "resolved"
+    });
 }
