@@ -122,6 +122,41 @@ fn main() {
         ObservationValue::OnOxygen(true),
     );
     let oxygen_flow = single(22, Measurand::SupplementalOxygen, 2.0);
+    let fall = observation(
+        23,
+        ObservationCode::Event(vigil_model::DeviceEvent::Fall),
+        ObservationValue::Detected,
+    );
+    let panic_press = observation(
+        24,
+        ObservationCode::Event(vigil_model::DeviceEvent::Panic),
+        ObservationValue::Detected,
+    );
+    let probe_off = observation(
+        25,
+        ObservationCode::Single(Measurand::Spo2),
+        ObservationValue::Absent(vigil_model::AbsentReason::SensorOff),
+    );
+    let mut news2 = observation(
+        26,
+        ObservationCode::News2,
+        ObservationValue::News2(vigil_model::News2Value {
+            total: 6,
+            band: "medium".into(),
+            complete: false,
+            spo2_scale: 1,
+            scores: vec![
+                ("respiration_rate".into(), Some(2)),
+                ("spo2".into(), Some(1)),
+                ("air_or_oxygen".into(), Some(0)),
+                ("systolic_bp".into(), None),
+                ("pulse".into(), Some(1)),
+                ("consciousness".into(), Some(0)),
+                ("temperature".into(), Some(2)),
+            ],
+        }),
+    );
+    news2.device = id(vigil_model::NEWS2_SCORER);
     let mut systolic_only = observation(
         10,
         ObservationCode::BloodPressure,
@@ -188,11 +223,32 @@ fn main() {
     };
 
     let bundle = collection_bundle(vec![
-        patient_to_fhir(&patient),
+        {
+            let mut p = patient_to_fhir(&patient);
+            vigil_fhir::add_monitoring_extension(
+                &mut p,
+                &vigil_fhir::MonitoringSettings {
+                    cohort: Some("copd".into()),
+                    spo2_scale: 2,
+                    limits: vec![vigil_fhir::AlarmLimit {
+                        measurand: Measurand::Spo2,
+                        bound: "low",
+                        limit: 85.0,
+                        priority: "high",
+                        delay_secs: 15,
+                    }],
+                },
+            );
+            p
+        },
         patient_to_fhir(&Patient::new(id("bed-13"), "Anonymous")),
         device_to_fhir(&device, Some(&patient.id)),
         device_to_fhir(&oximeter, None),
         observation_to_fhir(&heart_rate),
+        observation_to_fhir(&fall),
+        observation_to_fhir(&panic_press),
+        observation_to_fhir(&probe_off),
+        observation_to_fhir(&news2),
         observation_to_fhir(&blood_pressure),
         observation_to_fhir(&spo2),
         observation_to_fhir(&temperature),

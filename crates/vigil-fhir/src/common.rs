@@ -31,6 +31,8 @@ pub const SYSTEM_DEVICE: &str = "urn:vigil:device";
 /// Code system of Vigil's short observation names (`heart_rate`, `blood_pressure`), written as an
 /// extra coding of `Observation.code` so that `code=urn:vigil:code|…` finds what it names.
 pub const SYSTEM_CODE: &str = "urn:vigil:code";
+/// Code system of the NEWS2 clinical risk bands: `low`, `low-medium`, `medium`, `high`.
+pub const SYSTEM_NEWS2_BAND: &str = "urn:vigil:news2-band";
 
 /// Extension on an Observation, one per quality flag, `valueCode` = the flag's name
 /// (`converted-unit`, `questionable`, `artifact`, `time-from-receipt`).

@@ -28,6 +28,7 @@ pub mod common;
 mod device;
 mod error;
 mod flag;
+mod monitoring;
 mod observation;
 mod patient;
 pub mod search;
@@ -37,6 +38,7 @@ pub use capability::{CAPABILITY_DATE, capability_statement};
 pub use device::device_to_fhir;
 pub use error::{FhirError, IssueLocation, IssueType, Severity, operation_outcome};
 pub use flag::{AlarmFlag, SYSTEM_ALARM_CONDITION, alarm_to_flag};
+pub use monitoring::{AlarmLimit, EXT_MONITORING, MonitoringSettings, add_monitoring_extension};
 pub use observation::{
     PROFILE_VITAL_SIGNS, WAVEFORM_ID_PREFIX, observation_code, observation_to_fhir,
     waveform_fhir_id, waveform_to_fhir,

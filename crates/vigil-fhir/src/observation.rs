@@ -7,15 +7,15 @@
 //! example a panel lacking its diastolic part does not claim the `bp` profile).
 
 use serde_json::{Map, Value, json};
-use vigil_model::catalogue::BLOOD_PRESSURE_LOINC;
+use vigil_model::catalogue::{BLOOD_PRESSURE_LOINC, NEWS2_SNOMED};
 use vigil_model::{
     AbsentReason, Category, Measurand, Observation, ObservationCode, ObservationComponent,
     ObservationValue, Quantity, StoredWaveform,
 };
 
 use crate::common::{
-    DATA_ABSENT_REASON, EXT_QUALITY, LOINC, MDC, SNOMED, SYSTEM_CODE, absent_because_error,
-    category, coding, decimal, instant, mdc_coding, quantity, reference,
+    DATA_ABSENT_REASON, EXT_QUALITY, LOINC, MDC, SNOMED, SYSTEM_CODE, SYSTEM_NEWS2_BAND, UCUM,
+    absent_because_error, category, coding, decimal, instant, mdc_coding, quantity, reference,
 };
 
 /// The base vital-signs profile.
@@ -81,6 +81,7 @@ pub fn observation_code(code: ObservationCode) -> Value {
             .map(|(code, display)| coding(SNOMED, code, display))
             .into_iter()
             .collect(),
+        ObservationCode::News2 => vec![coding(SNOMED, NEWS2_SNOMED.0, NEWS2_SNOMED.1)],
     };
     codings.push(json!({ "system": SYSTEM_CODE, "code": code.short_name() }));
     json!({ "coding": codings, "text": code.display() })
@@ -139,6 +140,50 @@ fn profiles(o: &Observation) -> Vec<String> {
         .collect()
 }
 
+/// A score as a FHIR `Quantity` in UCUM's `{score}` (a unity annotated as a score).
+fn score_quantity(points: u8) -> Value {
+    json!({ "value": points, "unit": "score", "system": UCUM, "code": "{score}" })
+}
+
+/// A NEWS2 record's parts as components, in Vigil's own codes (`urn:vigil:code|news2-…`): each
+/// parameter's sub-score (`dataAbsentReason` `unknown` when it was missing or stale, so an
+/// incomplete score never reads as a normal one), the band, the SpO2 scale and completeness.
+fn news2_components(score: &vigil_model::News2Value) -> Value {
+    let part = |name: &str, display: &str| json!({ "coding": [coding(SYSTEM_CODE, &format!("news2-{name}"), display)], "text": display });
+    let mut parts: Vec<Value> = score
+        .scores
+        .iter()
+        .map(|(name, points)| {
+            let mut c =
+                json!({ "code": part(name, &format!("NEWS2 {} score", name.replace('_', " "))) });
+            match points {
+                Some(p) => c["valueQuantity"] = score_quantity(*p),
+                None => {
+                    c["dataAbsentReason"] =
+                        json!({ "coding": [coding(DATA_ABSENT_REASON, "unknown", "Unknown")] })
+                }
+            }
+            c
+        })
+        .collect();
+    parts.push(json!({
+        "code": part("band", "NEWS2 clinical risk band"),
+        "valueCodeableConcept": {
+            "coding": [{ "system": SYSTEM_NEWS2_BAND, "code": score.band }],
+            "text": score.band,
+        },
+    }));
+    parts.push(json!({
+        "code": part("spo2_scale", "NEWS2 SpO2 scale used"),
+        "valueInteger": score.spo2_scale,
+    }));
+    parts.push(json!({
+        "code": part("complete", "All seven NEWS2 parameters were scored"),
+        "valueBoolean": score.complete,
+    }));
+    Value::Array(parts)
+}
+
 /// An observation as a FHIR R4 `Observation`.
 ///
 /// - `id` is the storage id; `subject` is `Patient/{id}`, `device` is `Device/{id}`.
@@ -178,7 +223,9 @@ pub fn observation_to_fhir(o: &Observation) -> Value {
         ObservationValue::Quantity(q) => {
             let measurand = match o.code {
                 ObservationCode::Single(m) => Some(m),
-                ObservationCode::BloodPressure | ObservationCode::Event(_) => None,
+                ObservationCode::BloodPressure
+                | ObservationCode::Event(_)
+                | ObservationCode::News2 => None,
             };
             match measurand_quantity(measurand, q) {
                 Some(q) => out["valueQuantity"] = q,
@@ -206,6 +253,10 @@ pub fn observation_to_fhir(o: &Observation) -> Value {
         ObservationValue::Detected => out["valueBoolean"] = Value::Bool(true),
         // The device said it has no value: `dataAbsentReason` says so in FHIR's words ("error":
         // the system could not provide it), and the text says why.
+        ObservationValue::News2(score) => {
+            out["valueQuantity"] = score_quantity(score.total);
+            out["component"] = news2_components(score);
+        }
         ObservationValue::Absent(reason) => {
             let text = match reason {
                 AbsentReason::SensorOff => "Sensor off the patient or disconnected",

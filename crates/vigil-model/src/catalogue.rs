@@ -16,6 +16,8 @@ pub enum Category {
     Activity,
     /// Findings of an examination (FHIR `exam`), e.g. the level of consciousness.
     Exam,
+    /// An assessment tool's result (FHIR `survey`), e.g. an early-warning score.
+    Survey,
 }
 
 impl Category {
@@ -25,6 +27,7 @@ impl Category {
             Category::Laboratory => "laboratory",
             Category::Activity => "activity",
             Category::Exam => "exam",
+            Category::Survey => "survey",
         }
     }
     pub fn display(self) -> &'static str {
@@ -33,6 +36,7 @@ impl Category {
             Category::Laboratory => "Laboratory",
             Category::Activity => "Activity",
             Category::Exam => "Exam",
+            Category::Survey => "Survey",
         }
     }
 }
@@ -361,7 +365,16 @@ pub enum ObservationCode {
     Single(Measurand),
     BloodPressure,
     Event(DeviceEvent),
+    /// The NEWS2 total score, computed by Vigil from the other observations.
+    News2,
 }
+
+/// SNOMED CT (UK clinical extension) concept of the NEWS2 total score, as the NHS England
+/// early-warning-score FHIR guidance codes it; there is no LOINC code for NEWS2.
+pub const NEWS2_SNOMED: (&str, &str) = (
+    "1104051000000101",
+    "Royal College of Physicians NEWS2 (National Early Warning Score 2) total score",
+);
 
 /// LOINC code of the blood-pressure panel.
 pub const BLOOD_PRESSURE_LOINC: &str = "85354-9";
@@ -372,7 +385,7 @@ impl ObservationCode {
         match self {
             ObservationCode::Single(m) => Some(m.loinc()),
             ObservationCode::BloodPressure => Some(BLOOD_PRESSURE_LOINC),
-            ObservationCode::Event(_) => None,
+            ObservationCode::Event(_) | ObservationCode::News2 => None,
         }
     }
     pub fn display(self) -> &'static str {
@@ -380,6 +393,7 @@ impl ObservationCode {
             ObservationCode::Single(m) => m.display(),
             ObservationCode::BloodPressure => "Blood pressure panel with all children optional",
             ObservationCode::Event(e) => e.display(),
+            ObservationCode::News2 => "NEWS2 total score",
         }
     }
     pub fn mdc(self) -> Option<MdcCode> {
@@ -389,7 +403,7 @@ impl ObservationCode {
                 code: 150020,
                 refid: "MDC_PRESS_BLD_NONINV",
             }),
-            ObservationCode::Event(_) => None,
+            ObservationCode::Event(_) | ObservationCode::News2 => None,
         }
     }
     /// The FHIR observation category; events have none of the standard ones.
@@ -398,6 +412,7 @@ impl ObservationCode {
             ObservationCode::Single(m) => Some(m.category()),
             ObservationCode::BloodPressure => Some(Category::VitalSigns),
             ObservationCode::Event(_) => None,
+            ObservationCode::News2 => Some(Category::Survey),
         }
     }
     /// A stable short name, used in the API and as the storage key.
@@ -406,6 +421,7 @@ impl ObservationCode {
             ObservationCode::Single(m) => m.short_name(),
             ObservationCode::BloodPressure => "blood_pressure",
             ObservationCode::Event(e) => e.code(),
+            ObservationCode::News2 => "news2",
         }
     }
     /// Resolves a short name, LOINC code or MDC code to an observation code. Blood-pressure
@@ -415,6 +431,7 @@ impl ObservationCode {
             "blood_pressure" | BLOOD_PRESSURE_LOINC | "150020" | "MDC_PRESS_BLD_NONINV" => {
                 Some(ObservationCode::BloodPressure)
             }
+            "news2" => Some(ObservationCode::News2),
             _ => Measurand::from_code(code)
                 .map(ObservationCode::Single)
                 .or_else(|| DeviceEvent::from_code(code).map(ObservationCode::Event)),
@@ -430,6 +447,7 @@ impl ObservationCode {
                     .map(ObservationCode::Single),
             )
             .chain(DeviceEvent::ALL.into_iter().map(ObservationCode::Event))
+            .chain(std::iter::once(ObservationCode::News2))
     }
 }
 

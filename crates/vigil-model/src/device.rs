@@ -20,6 +20,8 @@ impl DeviceKind {
     pub const WEIGHT_SCALE: &'static str = "weight-scale";
     pub const GLUCOSE_METER: &'static str = "glucose-meter";
     pub const WEARABLE: &'static str = "wearable";
+    /// Software that derives observations from others: Vigil's own NEWS2 scorer.
+    pub const SOFTWARE: &'static str = "software";
 
     pub fn new(kind: impl Into<String>) -> Self {
         DeviceKind(kind.into())
@@ -79,6 +81,16 @@ impl Binding {
 /// The patient a device was bound to at `at`, if any.
 pub fn patient_at(bindings: &[Binding], at: Instant) -> Option<&PatientId> {
     bindings.iter().find(|b| b.covers(at)).map(|b| &b.patient)
+}
+
+/// The device id Vigil's NEWS2 scorer records its scores under: a FHIR Device of kind
+/// [`DeviceKind::SOFTWARE`], registered by the store itself, which no device can sign in as.
+/// Device ids starting with `vigil-` are reserved for Vigil.
+pub const NEWS2_SCORER: &str = "vigil-news2";
+
+/// True for ids reserved for Vigil's own software devices.
+pub fn is_reserved_device_id(id: &str) -> bool {
+    id.starts_with("vigil-")
 }
 
 #[cfg(test)]

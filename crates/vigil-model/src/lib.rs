@@ -14,10 +14,10 @@ pub mod units;
 pub mod waveform;
 
 pub use catalogue::{Category, DeviceEvent, Measurand, ObservationCode, ValueKind};
-pub use device::{Binding, Device, DeviceKind};
+pub use device::{Binding, Device, DeviceKind, NEWS2_SCORER, is_reserved_device_id};
 pub use ids::{DeviceId, IdError, PatientId};
 pub use observation::{
-    AbsentReason, Acvpu, MeasuredValue, Measurement, Observation, ObservationComponent,
+    AbsentReason, Acvpu, MeasuredValue, Measurement, News2Value, Observation, ObservationComponent,
     ObservationId, ObservationStatus, ObservationValue, QualityFlags, Quantity, Reading,
     assemble_readings,
 };

@@ -239,6 +239,23 @@ pub enum ObservationValue {
     /// The device reported that it could not measure: there is no value, and it is never read
     /// as a normal one.
     Absent(AbsentReason),
+    /// For [`ObservationCode::News2`](crate::ObservationCode::News2).
+    News2(News2Value),
+}
+
+/// A NEWS2 assessment as recorded: the total, the band, and what it was computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct News2Value {
+    pub total: u8,
+    /// `low`, `low-medium`, `medium` or `high`.
+    pub band: String,
+    /// False when a parameter was missing or stale: the total is then a lower bound.
+    pub complete: bool,
+    /// The SpO2 scale used, 1 or 2.
+    pub spo2_scale: u8,
+    /// Each parameter's sub-score by name (`respiration_rate`, `spo2`, `air_or_oxygen`,
+    /// `systolic_bp`, `pulse`, `consciousness`, `temperature`); `None` when it was missing.
+    pub scores: Vec<(String, Option<u8>)>,
 }
 
 /// Why a device reported a measurand without a value.

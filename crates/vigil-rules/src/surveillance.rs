@@ -84,6 +84,24 @@ pub struct News2Assessment {
     pub clinical_response: &'static str,
 }
 
+impl News2Assessment {
+    /// The assessment as it is recorded (an Observation of Vigil's NEWS2 scorer).
+    pub fn record(&self) -> vigil_model::News2Value {
+        vigil_model::News2Value {
+            total: self.score.total,
+            band: self.score.band.name().to_owned(),
+            complete: self.score.complete,
+            spo2_scale: self.score.scale.number(),
+            scores: self
+                .score
+                .scores
+                .iter()
+                .map(|(p, s)| (p.name().to_owned(), *s))
+                .collect(),
+        }
+    }
+}
+
 /// What the caller must persist and publish, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -440,6 +458,10 @@ impl Surveillance {
         battery_pct: Option<u8>,
         now: Instant,
     ) -> Result<Vec<Output>, SurveillanceError> {
+        // A recorded NEWS2 is this engine's own output, not a new fact about the patient.
+        if obs.code == ObservationCode::News2 {
+            return Ok(Vec::new());
+        }
         let mut conditions =
             self.devices
                 .seen(&obs.device, device_kind.clone(), obs.received, battery_pct);
@@ -448,7 +470,7 @@ impl Surveillance {
                 let measurand = match obs.code {
                     ObservationCode::Single(m) => Some(m),
                     ObservationCode::BloodPressure => Some(Measurand::SystolicBp),
-                    ObservationCode::Event(_) => None,
+                    ObservationCode::Event(_) | ObservationCode::News2 => None,
                 };
                 if let Some(m) = measurand {
                     conditions.extend(self.devices.no_value(
@@ -469,6 +491,7 @@ impl Surveillance {
                 conditions.extend(event_alarm(&obs.patient, *event, obs.effective));
                 None
             }
+            (ObservationCode::News2, _) => None,
         };
         if let Some((m, value)) = probe {
             conditions.extend(self.devices.observed(
@@ -514,6 +537,9 @@ impl Surveillance {
     /// Rebuilds a patient's recent history after a restart without raising anything: NEWS2
     /// inputs and trend windows are refilled; alarms come from [`Surveillance::restore_alarms`].
     pub fn replay(&mut self, obs: &Observation) -> Result<(), SurveillanceError> {
+        if obs.code == ObservationCode::News2 {
+            return Ok(());
+        }
         let state = self.patient(&obs.patient)?;
         if !obs.quality.contains(QualityFlags::ARTIFACT)
             && !obs.quality.contains(QualityFlags::QUESTIONABLE)

@@ -15,12 +15,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, oneshot};
-use vigil_model::{DeviceId, DeviceKind, Instant, Observation, ObservationId, PatientId};
+use vigil_model::{
+    DeviceId, DeviceKind, Instant, Observation, ObservationCode, ObservationId, PatientId,
+};
 use vigil_rules::alarm::{Alarm, AlarmId, BookState, Change, Subject};
 use vigil_rules::surveillance::{
     News2Assessment, Output, PatientSettings, Surveillance, SurveillanceConfig, SurveillanceError,
 };
-use vigil_store::{AlarmEventRecord, AlarmQuery, AlarmRecord, NewStreamEvent, Store, StoreError};
+use vigil_store::{
+    AlarmEventRecord, AlarmQuery, AlarmRecord, NewStreamEvent, ScoreRecord, Store, StoreError,
+    SurveillanceStep,
+};
 
 /// One event on the live stream.
 #[derive(Debug, Clone)]
@@ -206,18 +211,31 @@ pub fn start(
         next_id: AlarmId(next_id),
         alarms: open,
     })?;
+    // Observations up to the engine's recorded position were evaluated before the restart:
+    // replayed silently to rebuild state. Any after it were committed (and acknowledged to their
+    // devices) but never evaluated, because the process stopped in between: they are evaluated
+    // for real once the thread runs, so an alarm they call for is raised late rather than never.
+    // A database without a recorded position (new, or from before positions were recorded)
+    // counts as evaluated to its end.
     let end = store.last_observation_id()?;
-    let mut position = ObservationId((end.0 - REPLAY_TAIL).max(0));
+    let evaluated = store
+        .surveillance_position()?
+        .map_or(end, |p| ObservationId(p.0.min(end.0)));
+    let mut position = ObservationId((evaluated.0 - REPLAY_TAIL).max(0));
     let mut replayed = 0usize;
-    loop {
-        let batch = store.observations_after(position, READ_BATCH)?;
+    while position < evaluated {
+        let limit = usize::try_from(evaluated.0 - position.0)
+            .unwrap_or(READ_BATCH)
+            .min(READ_BATCH);
+        let batch = store.observations_after(position, limit)?;
         let Some(last) = batch.last() else { break };
         position = last.id;
-        for obs in &batch {
+        for obs in batch.iter().filter(|o| o.id <= evaluated) {
             engine.replay(obs)?;
         }
         replayed += batch.len();
     }
+    let position = evaluated;
     // Every device that has ever delivered is expected to go on doing so: watch it from its last
     // message, so one that stays silent across a restart still raises its "no data" alarm.
     let mut device_patient = HashMap::new();
@@ -243,6 +261,7 @@ pub fn start(
     tracing::info!(
         restored_alarms = restored,
         replayed_observations = replayed,
+        not_yet_evaluated = end.0 - evaluated.0,
         "surveillance restored"
     );
 
@@ -382,6 +401,8 @@ pub fn news2_json(patient: &PatientId, a: &News2Assessment) -> Value {
 
 impl Worker {
     fn run(&mut self, rx: Receiver<Command>) {
+        // Whatever was committed but not evaluated before a restart.
+        self.read_new();
         loop {
             let now = chrono::Utc::now();
             let wait = self
@@ -547,6 +568,13 @@ impl Worker {
             let mut outputs = Vec::new();
             let streaming = self.live.receiver_count() > 0;
             for obs in &batch {
+                if obs.code == ObservationCode::News2 {
+                    // The engine's own record of a score it already published.
+                    if streaming {
+                        let _ = self.live.send(observation_event(obs));
+                    }
+                    continue;
+                }
                 self.load_settings(&obs.patient);
                 self.device_patient
                     .insert(obs.device.clone(), obs.patient.clone());
@@ -563,11 +591,14 @@ impl Worker {
         }
     }
 
-    /// Persists score and alarm changes (one transaction), then publishes them.
+    /// Persists score and alarm changes with the engine's position (one transaction), then
+    /// publishes them.
     fn publish(&mut self, outputs: Vec<Output>) {
         if outputs.is_empty() {
             return;
         }
+        let recorded = chrono::Utc::now();
+        let mut scores: Vec<ScoreRecord> = Vec::new();
         let mut changes: Vec<(AlarmRecord, AlarmEventRecord)> = Vec::new();
         let mut events: Vec<(NewStreamEvent, &'static str, Arc<Value>)> = Vec::new();
         for output in &outputs {
@@ -576,6 +607,12 @@ impl Worker {
                     patient,
                     assessment,
                 } => {
+                    scores.push(ScoreRecord {
+                        patient: patient.clone(),
+                        effective: assessment.at,
+                        recorded,
+                        value: assessment.record(),
+                    });
                     let data = Arc::new(news2_json(patient, assessment));
                     events.push((
                         stream_event(assessment.at, Some(patient), "news2", &data),
@@ -603,12 +640,13 @@ impl Worker {
             }
         }
         let new_events: Vec<NewStreamEvent> = events.iter().map(|(e, _, _)| e.clone()).collect();
-        let seqs = if changes.is_empty() {
-            self.store.append_stream_events(&new_events)
-        } else {
-            self.store.record_alarm_changes(&changes, &new_events)
-        };
-        match seqs {
+        let written = self.store.record_surveillance(&SurveillanceStep {
+            alarm_changes: &changes,
+            scores: &scores,
+            stream_events: &new_events,
+            position: (self.position.0 > 0).then_some(self.position),
+        });
+        match written.map(|w| w.stream_seqs) {
             Ok(seqs) => {
                 for (seq, (event, kind, data)) in seqs.into_iter().zip(events) {
                     let _ = self.live.send(LiveEvent {

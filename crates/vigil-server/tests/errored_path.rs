@@ -127,6 +127,15 @@ impl Store for FlakyStore {
     ) -> Result<Vec<u64>, StoreError> {
         self.inner.append_stream_events(events)
     }
+    fn record_surveillance(
+        &self,
+        step: &vigil_store::SurveillanceStep<'_>,
+    ) -> Result<vigil_store::StepWritten, StoreError> {
+        self.inner.record_surveillance(step)
+    }
+    fn surveillance_position(&self) -> Result<Option<ObservationId>, StoreError> {
+        self.inner.surveillance_position()
+    }
     fn alarm(&self, id: u64) -> Result<Option<vigil_store::AlarmRecord>, StoreError> {
         self.inner.alarm(id)
     }

@@ -73,6 +73,14 @@ pub const ALL: &[(&str, Check)] = &[
     ("stream_events_by_patient", stream_events_by_patient),
     ("stream_events_prune", stream_events_prune),
     ("patient_settings_round_trip", patient_settings_round_trip),
+    (
+        "surveillance_steps_record_scores_and_position",
+        surveillance_steps_record_scores_and_position,
+    ),
+    (
+        "failed_surveillance_step_stores_nothing",
+        failed_surveillance_step_stores_nothing,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -2476,4 +2484,115 @@ pub fn patient_settings_round_trip(store: &dyn Store) {
         None,
         "another patient's are untouched"
     );
+}
+
+fn news2(total: u8, band: &str) -> vigil_model::News2Value {
+    vigil_model::News2Value {
+        total,
+        band: band.to_owned(),
+        complete: false,
+        spo2_scale: 1,
+        scores: vec![("respiration_rate".into(), Some(3)), ("spo2".into(), None)],
+    }
+}
+
+fn score(patient: &PatientId, at: Instant, total: u8) -> crate::ScoreRecord {
+    crate::ScoreRecord {
+        patient: patient.clone(),
+        effective: at,
+        recorded: at + us(5),
+        value: news2(total, "low-medium"),
+    }
+}
+
+/// NEWS2 records join the observation log under the scorer device (two patients may be scored at
+/// the same instant; a repeated record is stored once) and are searched like any observation; the
+/// engine's position is kept and never moves back.
+pub fn surveillance_steps_record_scores_and_position(store: &dyn Store) {
+    let (_, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let b = add_patient(store, "b");
+    assert_eq!(store.surveillance_position().unwrap(), None);
+    let before = store.last_observation_id().unwrap();
+    let scores = [score(&a, t(9, 0, 0), 3), score(&b, t(9, 0, 0), 5)];
+    let written = store
+        .record_surveillance(&crate::SurveillanceStep {
+            scores: &scores,
+            stream_events: &[stream_event(t(9, 0, 0), Some(&a), "news2")],
+            position: Some(vigil_model::ObservationId(7)),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(written.scores.len(), 2);
+    assert_eq!(written.stream_seqs.len(), 1);
+    assert!(written.scores.iter().all(|id| *id > before));
+    assert_ne!(written.scores[0], written.scores[1]);
+    let o = store
+        .observation(written.scores[0])
+        .unwrap()
+        .expect("stored");
+    assert_eq!(o.code, ObservationCode::News2);
+    assert_eq!(o.patient, a);
+    assert_eq!(o.device.as_str(), vigil_model::NEWS2_SCORER);
+    assert_eq!(o.effective, t(9, 0, 0));
+    assert_eq!(o.received, t(9, 0, 0) + us(5));
+    assert_eq!(o.status, ObservationStatus::Final);
+    assert_eq!(o.value, ObservationValue::News2(news2(3, "low-medium")));
+    assert_eq!(
+        store.surveillance_position().unwrap(),
+        Some(vigil_model::ObservationId(7))
+    );
+
+    // Tailed and searched like any observation.
+    let tail = store.observations_after(before, 10).unwrap();
+    assert_eq!(
+        tail.iter().map(|o| o.id).collect::<Vec<_>>(),
+        written.scores
+    );
+    let found = store
+        .search_observations(&ObservationQuery {
+            patient: Some(b.clone()),
+            codes: vec![ObservationCode::News2],
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, written.scores[1]);
+
+    // The same record again is not stored twice; the position never moves back.
+    let again = store
+        .record_surveillance(&crate::SurveillanceStep {
+            scores: &scores[..1],
+            position: Some(vigil_model::ObservationId(3)),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(again.scores, written.scores[..1]);
+    assert_eq!(store.last_observation_id().unwrap(), written.scores[1]);
+    assert_eq!(
+        store.surveillance_position().unwrap(),
+        Some(vigil_model::ObservationId(7))
+    );
+    assert_eq!(store.stats().unwrap().observations, 2);
+}
+
+/// A step that cannot be stored (a score for an unknown patient) stores none of its parts.
+pub fn failed_surveillance_step_stores_nothing(store: &dyn Store) {
+    let (_, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let first = alarm_record(1, Some(&a), "active", t(9, 0, 0));
+    let ghost = pid("ghost");
+    let result = store.record_surveillance(&crate::SurveillanceStep {
+        alarm_changes: &[change(first, "raised")],
+        scores: &[score(&a, t(9, 0, 0), 3), score(&ghost, t(9, 0, 0), 3)],
+        stream_events: &[stream_event(t(9, 0, 0), Some(&a), "alarm")],
+        position: Some(vigil_model::ObservationId(9)),
+    });
+    assert!(result.is_err());
+    assert_eq!(store.alarm(1).unwrap(), None);
+    assert_eq!(
+        store.last_observation_id().unwrap(),
+        vigil_model::ObservationId(0)
+    );
+    assert_eq!(store.last_stream_seq().unwrap(), 0);
+    assert_eq!(store.surveillance_position().unwrap(), None);
 }

@@ -33,15 +33,16 @@ use rusqlite::{
 };
 use tracing::debug;
 use vigil_model::{
-    Binding, Device, DeviceEvent, DeviceId, DeviceKind, Gender, Measurand, Observation,
-    ObservationCode, ObservationId, Patient, PatientId, QualityFlags, StoredWaveform, WaveformCode,
-    WaveformSegment,
+    Binding, Device, DeviceEvent, DeviceId, DeviceKind, Gender, Measurand, NEWS2_SCORER,
+    Observation, ObservationCode, ObservationId, ObservationValue, Patient, PatientId,
+    QualityFlags, StoredWaveform, WaveformCode, WaveformSegment,
 };
 
 use crate::{
     ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceQuery,
-    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError,
-    StoreStats, StreamEvent, Submission, SubmissionOutcome, WaveformQuery,
+    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, ScoreRecord, SecretHash, StepWritten,
+    Store, StoreError, StoreStats, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
+    WaveformQuery,
 };
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
@@ -422,6 +423,7 @@ fn known_codes() -> impl Iterator<Item = ObservationCode> {
     std::iter::once(ObservationCode::BloodPressure)
         .chain(Measurand::ALL.into_iter().map(ObservationCode::Single))
         .chain(DeviceEvent::ALL.into_iter().map(ObservationCode::Event))
+        .chain(std::iter::once(ObservationCode::News2))
 }
 
 /// The `observation_codes` mapping, loaded at open. New codes get the next number, so numbers
@@ -711,7 +713,7 @@ const OBSERVATION_SELECT: &str = "SELECT o.id, p.id, d.id, o.code, o.effective_u
 const INSERT_OBSERVATION: &str = "INSERT INTO observations \
      (patient, device, code, effective_us, received_us, value, unit, systolic, diastolic, mean, value_json, status, quality) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-     ON CONFLICT (device, code, effective_us) DO NOTHING";
+     ON CONFLICT (device, code, effective_us, patient) DO NOTHING";
 
 fn observation_from_row(row: &Row<'_>, codes: &Codes) -> Result<Observation, Fail> {
     let id: i64 = row.get(0)?;
@@ -914,7 +916,7 @@ fn append_batch(
 ) -> Result<Vec<SubmissionOutcome>, Fail> {
     let mut insert_observation = tx.prepare_cached(INSERT_OBSERVATION)?;
     let mut find_observation = tx.prepare_cached(
-        "SELECT id FROM observations WHERE device = ?1 AND code = ?2 AND effective_us = ?3",
+        "SELECT id FROM observations WHERE device = ?1 AND code = ?2 AND effective_us = ?3 AND patient = ?4",
     )?;
     let mut seen: HashMap<i64, Seen> = HashMap::new();
     let mut stored_observations = 0i64;
@@ -974,7 +976,8 @@ fn append_batch(
                 Outcome::Stored(tx.last_insert_rowid())
             } else {
                 Outcome::Duplicate(
-                    find_observation.query_row(params![device, code, effective], |r| r.get(0))?,
+                    find_observation
+                        .query_row(params![device, code, effective, patient], |r| r.get(0))?,
                 )
             });
         }
@@ -1216,6 +1219,67 @@ fn store_alarm_changes(
 }
 
 /// Appends stream events; returns their seqs, in order.
+/// Adds NEWS2 records to the observation log under Vigil's scorer device; a record repeating one
+/// already stored (same patient and time) is not stored twice.
+fn store_scores(
+    tx: &Transaction<'_>,
+    codes: &Codes,
+    scores: &[ScoreRecord],
+) -> Result<Vec<ObservationId>, Fail> {
+    if scores.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scorer = device_pk(
+        tx,
+        &DeviceId::new(NEWS2_SCORER).map_err(|e| corrupt(e.to_string()))?,
+    )?
+    .ok_or_else(|| {
+        corrupt(format!(
+            "the scorer device {NEWS2_SCORER} is not registered"
+        ))
+    })?;
+    let code = codes.number(ObservationCode::News2)?;
+    let mut insert = tx.prepare_cached(INSERT_OBSERVATION)?;
+    let mut ids = Vec::with_capacity(scores.len());
+    let mut stored = 0i64;
+    for score in scores {
+        let patient = known_patient(tx, &score.patient)?;
+        let effective = micros(score.effective);
+        let json = serde_json::to_string(&ObservationValue::News2(score.value.clone()))
+            .map_err(|e| corrupt(e.to_string()))?;
+        let inserted = insert.execute(params![
+            patient,
+            scorer,
+            code,
+            effective,
+            micros(score.recorded),
+            Option::<f64>::None,
+            Option::<String>::None,
+            Option::<f64>::None,
+            Option::<f64>::None,
+            Option::<f64>::None,
+            json,
+            codec::status_code(vigil_model::ObservationStatus::Final),
+            0i64,
+        ])?;
+        let id = if inserted == 1 {
+            stored += 1;
+            tx.last_insert_rowid()
+        } else {
+            tx.prepare_cached(
+                "SELECT id FROM observations WHERE device = ?1 AND code = ?2 AND effective_us = ?3 AND patient = ?4",
+            )?
+            .query_row(params![scorer, code, effective, patient], |r| r.get(0))?
+        };
+        ids.push(ObservationId(id));
+    }
+    if stored > 0 {
+        tx.prepare_cached("UPDATE store_meta SET value = value + ?1 WHERE key = 'observations'")?
+            .execute([stored])?;
+    }
+    Ok(ids)
+}
+
 fn store_stream_events(tx: &Transaction<'_>, events: &[NewStreamEvent]) -> Result<Vec<u64>, Fail> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO stream_events (at_us, patient, kind, data) VALUES (?1, ?2, ?3, ?4)",
@@ -1419,7 +1483,8 @@ impl Store for SqliteStore {
                 );
                 args.push(Value::Text(patient.to_string()));
             }
-            sql.push_str(" WHERE 1 = 1");
+            // Vigil's own software devices (the NEWS2 scorer) are readable by id but not listed.
+            sql.push_str(" WHERE d.id NOT LIKE 'vigil-%'");
             if let Some(identifier) = &query.identifier {
                 sql.push_str(" AND (d.id = ? OR d.serial = ?)");
                 args.extend([
@@ -1672,7 +1737,8 @@ impl Store for SqliteStore {
         self.read("counting", |tx| {
             let (patients, devices, observations): (i64, i64, i64) = tx
                 .prepare_cached(
-                    "SELECT (SELECT count(*) FROM patients), (SELECT count(*) FROM devices), \
+                    "SELECT (SELECT count(*) FROM patients), \
+                     (SELECT count(*) FROM devices WHERE id NOT LIKE 'vigil-%'), \
                      (SELECT value FROM store_meta WHERE key = 'observations')",
                 )?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -1735,6 +1801,33 @@ impl Store for SqliteStore {
         }
         self.write("appending stream events", |tx, _| {
             store_stream_events(tx, events)
+        })
+    }
+
+    fn record_surveillance(&self, step: &SurveillanceStep<'_>) -> Result<StepWritten, StoreError> {
+        self.write("recording a surveillance step", |tx, _| {
+            store_alarm_changes(tx, step.alarm_changes)?;
+            let scores = store_scores(tx, &self.codes, step.scores)?;
+            let stream_seqs = store_stream_events(tx, step.stream_events)?;
+            if let Some(position) = step.position {
+                tx.prepare_cached(
+                    "UPDATE store_meta SET value = max(value, ?1) WHERE key = 'surveillance_position'",
+                )?
+                .execute([position.0])?;
+            }
+            Ok(StepWritten {
+                stream_seqs,
+                scores,
+            })
+        })
+    }
+
+    fn surveillance_position(&self) -> Result<Option<ObservationId>, StoreError> {
+        self.read("reading the surveillance position", |tx| {
+            let position: i64 = tx
+                .prepare_cached("SELECT value FROM store_meta WHERE key = 'surveillance_position'")?
+                .query_row([], |r| r.get(0))?;
+            Ok((position > 0).then_some(ObservationId(position)))
         })
     }
 

@@ -148,6 +148,11 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             serial,
         } => {
             let id = DeviceId::new(id).context("invalid device id")?;
+            if vigil_model::is_reserved_device_id(id.as_str()) {
+                anyhow::bail!(
+                    "device ids starting with \"vigil-\" are reserved for Vigil's own software; choose another id"
+                );
+            }
             let patient = patient
                 .map(PatientId::new)
                 .transpose()

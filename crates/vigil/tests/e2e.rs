@@ -179,7 +179,19 @@ fn fhir_get(server: &Server, token: &str, path_and_query: &str) -> (u16, Value) 
     (status, resp.json().unwrap_or(Value::Null))
 }
 
+/// The patient's observations from devices (without the NEWS2 scorer's records).
 fn observations(server: &Server, token: &str, patient: &str) -> Vec<Value> {
+    all_observations(server, token, patient)
+        .into_iter()
+        .filter(|o| !is_score(o))
+        .collect()
+}
+
+fn is_score(o: &Value) -> bool {
+    o["device"]["reference"] == "Device/vigil-news2"
+}
+
+fn all_observations(server: &Server, token: &str, patient: &str) -> Vec<Value> {
     let (status, bundle) = fhir_get(
         server,
         token,
@@ -331,7 +343,7 @@ fn a_reading_published_over_mqtt_is_read_back_as_fhir() {
     let (_, bundle) = fhir_get(
         &server,
         &w.token,
-        "/fhir/Observation?patient=p1&_sort=-date&_count=1",
+        "/fhir/Observation?patient=p1&device=mon-1&_sort=-date&_count=1",
     );
     assert_eq!(
         bundle["entry"][0]["resource"]["code"]["coding"][0]["code"], "8310-5",
@@ -361,7 +373,7 @@ fn a_reading_published_over_mqtt_is_read_back_as_fhir() {
     let (_, bundle) = fhir_get(
         &server,
         &w.token,
-        "/fhir/Observation?patient=p1&date=ge2026-11-21T10:15:30Z",
+        "/fhir/Observation?patient=p1&device=mon-1&date=ge2026-11-21T10:15:30Z",
     );
     assert_eq!(
         bundle["entry"].as_array().unwrap().len(),
@@ -909,6 +921,28 @@ fn a_deterioration_over_mqtt_raises_a_news2_alarm_on_the_stream_that_stays_ackno
     let (status, news2) = fhir_get(&server, &w.token, "/api/v1/patients/p1/news2");
     assert_eq!(status, 200);
     assert_eq!(news2["total"], 13);
+    // Every change of the score is an Observation of Vigil's scorer, newest first.
+    let (status, scores) = fhir_get(
+        &server,
+        &w.token,
+        "/fhir/Observation?patient=p1&code=urn:vigil:code%7Cnews2&_sort=-date",
+    );
+    assert_eq!(status, 200, "{scores}");
+    let latest = &scores["entry"][0]["resource"];
+    assert_eq!(latest["valueQuantity"]["value"], 13);
+    assert_eq!(latest["code"]["coding"][0]["code"], "1104051000000101");
+    assert_eq!(latest["device"]["reference"], "Device/vigil-news2");
+    assert!(
+        latest["component"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["code"]["coding"][0]["code"] == "news2-band"
+                && c["valueCodeableConcept"]["coding"][0]["code"] == "high"),
+        "{latest}"
+    );
+    let (status, scorer) = fhir_get(&server, &w.token, "/fhir/Device/vigil-news2");
+    assert_eq!(status, 200, "{scorer}");
     assert_eq!(news2["scores"]["temperature"], 2);
     assert_eq!(news2["inputs"]["consciousness"]["value"], "A");
     assert_eq!(
@@ -1060,8 +1094,10 @@ fn the_live_stream_resumes_from_last_event_id_without_gaps() {
             .success()
         );
     }
-    for _ in 0..3 {
-        wait_for(&mut events, |kind, _| kind == "observation");
+    for value in [70, 71, 72] {
+        wait_for(&mut events, |kind, data| {
+            kind == "observation" && data["valueQuantity"]["value"] == value && !is_score(data)
+        });
     }
     // A client that was away since `ready_id` gets the three observations from the log.
     let resumed = client()
@@ -1076,7 +1112,7 @@ fn the_live_stream_resumes_from_last_event_id_without_gaps() {
         let line = lines.next().expect("stream open").unwrap();
         if let Some(data) = line.strip_prefix("data: ") {
             let v: Value = serde_json::from_str(data).unwrap();
-            if v["resourceType"] == "Observation" {
+            if v["resourceType"] == "Observation" && !is_score(&v) {
                 values.push(v["valueQuantity"]["value"].as_i64().unwrap());
             }
         }
@@ -1142,6 +1178,29 @@ fn clinicians_set_the_spo2_scale_and_alarm_limits_per_patient() {
     let (_, settings) = fhir_get(&server, &w.token, "/api/v1/patients/p1/settings");
     assert_eq!(settings["spo2_scale"], 2);
     assert_eq!(settings["limits"]["spo2"]["low"]["tiers"][0]["limit"], 85.0);
+    // The EHR sees the same on the FHIR Patient.
+    let (_, patient) = fhir_get(&server, &w.token, "/fhir/Patient/p1");
+    let monitoring = patient["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:vigil:monitoring")
+        .expect("the monitoring extension")
+        .clone();
+    let parts = monitoring["extension"].as_array().unwrap();
+    assert!(
+        parts
+            .iter()
+            .any(|p| p["url"] == "spo2-scale" && p["valueInteger"] == 2)
+    );
+    let spo2_low = parts
+        .iter()
+        .filter(|p| p["url"] == "alarm-limit")
+        .find(|p| p["extension"][0]["valueCoding"]["code"] == "59408-5")
+        .expect("the SpO2 limit");
+    assert_eq!(spo2_low["extension"][1]["valueCode"], "low");
+    assert_eq!(spo2_low["extension"][2]["valueQuantity"]["value"], 85.0);
+    assert_eq!(spo2_low["extension"][4]["valueDuration"]["value"], 15);
 
     let (status, body) = put(&w.token, json!({"spo2_scale": 3}));
     assert_eq!(status, 422, "{body}");

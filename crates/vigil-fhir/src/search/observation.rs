@@ -11,7 +11,7 @@ use super::{
 };
 use crate::FhirError;
 use crate::common::{LOINC, MDC, SNOMED, SYSTEM_CODE};
-use vigil_model::catalogue::BLOOD_PRESSURE_LOINC;
+use vigil_model::catalogue::{BLOOD_PRESSURE_LOINC, NEWS2_SNOMED};
 
 /// Code systems `code` accepts.
 pub const CODE_SYSTEMS: &[&str] = &[LOINC, MDC, SNOMED, SYSTEM_CODE];
@@ -207,6 +207,10 @@ fn served_codes() -> Vec<(System, String, ObservationCode)> {
     for code in ObservationCode::all() {
         match code {
             ObservationCode::Single(m) => add_measurand(m, code, &mut out),
+            ObservationCode::News2 => {
+                out.push((System::Snomed, NEWS2_SNOMED.0.to_owned(), code));
+                out.push((System::Vigil, code.short_name().to_owned(), code));
+            }
             ObservationCode::Event(event) => {
                 if let Some((snomed, _)) = event.snomed() {
                     out.push((System::Snomed, snomed.to_owned(), code));

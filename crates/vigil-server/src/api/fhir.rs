@@ -12,8 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 use vigil_fhir::search::{DeviceIdentifier, PatientIdentifier};
-use vigil_fhir::{FhirError, IssueType, Severity};
+use vigil_fhir::{
+    AlarmLimit, FhirError, IssueType, MonitoringSettings, Severity, add_monitoring_extension,
+};
 use vigil_model::{DeviceId, ObservationId, Patient, PatientId};
+use vigil_rules::surveillance::PatientSettings;
 use vigil_store::{
     Cursor, DeviceQuery, ObservationQuery, PatientQuery, Store, StoreError, TimeBound,
 };
@@ -261,6 +264,43 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Fhir {
 
 // ---- Patient ----
 
+/// The monitoring settings in force for a patient, as the FHIR Patient's extension shows them:
+/// what the clinician set, or the adult defaults.
+fn monitoring_settings(
+    store: &dyn Store,
+    patient: &PatientId,
+) -> Result<MonitoringSettings, StoreError> {
+    let settings = store
+        .patient_settings(patient)?
+        .and_then(|json| serde_json::from_str::<PatientSettings>(&json).ok())
+        .unwrap_or_default();
+    let mut limits = Vec::new();
+    for (measurand, sides) in settings.limits.iter() {
+        for (bound, side) in [("low", &sides.low), ("high", &sides.high)] {
+            let Some(side) = side else { continue };
+            limits.extend(side.tiers.iter().map(|tier| AlarmLimit {
+                measurand,
+                bound,
+                limit: tier.limit,
+                priority: tier.priority.name(),
+                delay_secs: side.delay_secs,
+            }));
+        }
+    }
+    Ok(MonitoringSettings {
+        cohort: settings.cohort,
+        spo2_scale: settings.spo2_scale.number(),
+        limits,
+    })
+}
+
+/// A patient as FHIR, with the monitoring extension.
+fn patient_resource(store: &dyn Store, patient: &Patient) -> Result<Value, StoreError> {
+    let mut out = vigil_fhir::patient_to_fhir(patient);
+    add_monitoring_extension(&mut out, &monitoring_settings(store, &patient.id)?);
+    Ok(out)
+}
+
 async fn read_patient(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
@@ -276,8 +316,14 @@ async fn read_patient(
         ));
     }
     let lookup = id.clone();
-    match blocking(&state, move |s| s.patient(&lookup)).await? {
-        Some(p) => Ok(Fhir::ok(vigil_fhir::patient_to_fhir(&p))),
+    let found = blocking(&state, move |s| {
+        s.patient(&lookup)?
+            .map(|p| patient_resource(s, &p))
+            .transpose()
+    })
+    .await?;
+    match found {
+        Some(resource) => Ok(Fhir::ok(resource)),
         None => Err(ApiError::NotFound(format!("Patient/{id} not found"))),
     }
 }
@@ -344,15 +390,14 @@ async fn search_patients(
         &raw,
         more.then_some(offset + count),
     );
-    let entries = found
-        .iter()
-        .map(|p| {
-            (
-                format!("{}/Patient/{}", state.fhir_base, p.id),
-                vigil_fhir::patient_to_fhir(p),
-            )
-        })
-        .collect();
+    let base = state.fhir_base.clone();
+    let entries = blocking(&state, move |s| {
+        found
+            .iter()
+            .map(|p| Ok((format!("{base}/Patient/{}", p.id), patient_resource(s, p)?)))
+            .collect::<Result<Vec<_>, StoreError>>()
+    })
+    .await?;
     Ok(Fhir {
         pretty: search.pretty,
         ..Fhir::ok(vigil_fhir::searchset_bundle(
@@ -382,12 +427,16 @@ async fn create_patient(
     }
     let patient = vigil_fhir::patient_from_fhir(&body, None)?.into_patient(new_patient_id);
     let stored = patient.clone();
-    blocking(&state, move |s| s.create_patient(&stored)).await?;
+    let resource = blocking(&state, move |s| {
+        s.create_patient(&stored)?;
+        patient_resource(s, &stored)
+    })
+    .await?;
     let location = format!("{}/Patient/{}", state.fhir_base, patient.id);
     Ok(Fhir {
         status: StatusCode::CREATED,
         location: Some(location),
-        ..Fhir::ok(vigil_fhir::patient_to_fhir(&patient))
+        ..Fhir::ok(resource)
     })
 }
 
@@ -412,10 +461,16 @@ async fn update_patient(
     let patient = vigil_fhir::patient_from_fhir(&body, Some(&id))?.into_patient(|| id.clone());
     let stored = patient.clone();
     // FHIR update-as-create: a PUT to an id that does not exist yet creates it.
-    let created = blocking(&state, move |s| match s.update_patient(&stored) {
-        Ok(()) => Ok(false),
-        Err(StoreError::NotFound { .. }) => s.create_patient(&stored).map(|()| true),
-        Err(e) => Err(e),
+    let (created, resource) = blocking(&state, move |s| {
+        let created = match s.update_patient(&stored) {
+            Ok(()) => false,
+            Err(StoreError::NotFound { .. }) => {
+                s.create_patient(&stored)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((created, patient_resource(s, &stored)?))
     })
     .await?;
     let status = if created {
@@ -427,7 +482,7 @@ async fn update_patient(
     Ok(Fhir {
         status,
         location,
-        ..Fhir::ok(vigil_fhir::patient_to_fhir(&patient))
+        ..Fhir::ok(resource)
     })
 }
 

@@ -66,7 +66,8 @@ fn all_finite(value: &ObservationValue) -> bool {
         ObservationValue::Acvpu(_)
         | ObservationValue::OnOxygen(_)
         | ObservationValue::Detected
-        | ObservationValue::Absent(_) => true,
+        | ObservationValue::Absent(_)
+        | ObservationValue::News2(_) => true,
     }
 }
 
@@ -146,8 +147,8 @@ pub(super) fn decode_value(
             .collect();
             Ok(ObservationValue::Components(parts))
         }
-        // Events are always written with their value in `value_json`.
-        ObservationCode::Event(_) => Err("value_json is missing"),
+        // Events and scores are always written with their value in `value_json`.
+        ObservationCode::Event(_) | ObservationCode::News2 => Err("value_json is missing"),
     }
 }
 

@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -198,6 +198,24 @@ CREATE TABLE patient_settings (
     patient  INTEGER PRIMARY KEY REFERENCES patients (pk),
     settings TEXT NOT NULL
 ) STRICT;
+"#;
+
+/// Observations Vigil derives (the NEWS2 scorer's records): the scorer is a registered software
+/// device, and since it records for every patient, de-duplication is per patient too. For device
+/// readings this changes nothing (a device's reading time names one patient through its
+/// bindings). The surveillance engine's position in the observation log is kept with its outputs.
+const V3: &str = r#"
+DROP INDEX observations_dedup;
+CREATE UNIQUE INDEX observations_dedup ON observations (device, code, effective_us, patient);
+
+-- Vigil's NEWS2 scorer. An all-zero secret hash: no secret hashes to it (SHA-256 preimage
+-- resistance), so nothing can sign in as this device.
+INSERT INTO devices (id, kind, manufacturer, model, secret_hash)
+VALUES ('vigil-news2', 'software', 'Vigil', 'NEWS2 scorer', zeroblob(32))
+ON CONFLICT (id) DO NOTHING;
+
+-- The last observation id the surveillance engine has evaluated (0: none).
+INSERT INTO store_meta (key, value) VALUES ('surveillance_position', 0);
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.

