@@ -558,12 +558,28 @@ mod tests {
     #[test]
     fn unknown_codes_and_systems_are_named() {
         assert_eq!(
-            codes("http://snomed.info/sct|364075005").unwrap_err(),
+            codes("http://acme.example/codes|364075005").unwrap_err(),
             FhirError::UnknownSystem {
                 name: "code".into(),
-                system: "http://snomed.info/sct".into(),
+                system: "http://acme.example/codes".into(),
                 supported: CODE_SYSTEMS,
             }
+        );
+        // SNOMED CT is served for the codes Vigil writes in it, and only those.
+        assert!(matches!(
+            codes("http://snomed.info/sct|364075005"),
+            Err(FhirError::UnknownCode { .. })
+        ));
+        assert_eq!(
+            codes("http://snomed.info/sct|1912002").unwrap(),
+            [ObservationCode::Event(vigil_model::DeviceEvent::Fall)]
+        );
+        assert_eq!(
+            codes("http://snomed.info/sct|1104051000000101,urn:vigil:code|panic").unwrap(),
+            [
+                ObservationCode::News2,
+                ObservationCode::Event(vigil_model::DeviceEvent::Panic)
+            ]
         );
         let err = codes("http://loinc.org|1234-5").unwrap_err();
         let FhirError::UnknownCode {
