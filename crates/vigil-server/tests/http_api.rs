@@ -428,7 +428,10 @@ async fn observation_search_pages_through_everything_in_both_orders() {
     let token = api.clinician();
 
     let (oldest_first, pages) = api
-        .all_pages("/fhir/Observation?patient=p1&_count=50", &token)
+        .all_pages(
+            "/fhir/Observation?patient=p1&device=mon-1&_count=50",
+            &token,
+        )
         .await;
     assert_eq!(pages, 3, "50 + 50 + 20");
     assert_eq!(oldest_first.len(), 120);
@@ -453,7 +456,10 @@ async fn observation_search_pages_through_everything_in_both_orders() {
     );
 
     let (newest_first, pages) = api
-        .all_pages("/fhir/Observation?patient=p1&_count=50&_sort=-date", &token)
+        .all_pages(
+            "/fhir/Observation?patient=p1&device=mon-1&_count=50&_sort=-date",
+            &token,
+        )
         .await;
     assert_eq!(pages, 3);
     let mut reversed = ids(&newest_first);
@@ -464,7 +470,7 @@ async fn observation_search_pages_through_everything_in_both_orders() {
     for sort in ["date", "-date"] {
         let (small, pages) = api
             .all_pages(
-                &format!("/fhir/Observation?patient=p1&_count=7&_sort={sort}"),
+                &format!("/fhir/Observation?patient=p1&device=mon-1&_count=7&_sort={sort}"),
                 &token,
             )
             .await;
@@ -514,7 +520,7 @@ async fn observation_search_by_date_honours_each_prefix() {
     ] {
         let reply = api
             .get(
-                &format!("/fhir/Observation?patient=p1&date={date}&_count=1000"),
+                &format!("/fhir/Observation?patient=p1&device=mon-1&date={date}&_count=1000"),
                 &token,
             )
             .await;
@@ -524,7 +530,7 @@ async fn observation_search_by_date_honours_each_prefix() {
     // Two bounds intersect.
     let reply = api
         .get(
-            "/fhir/Observation?patient=p1&date=ge2025-06-01T00:10:00Z&date=lt2025-06-01T00:20:00Z&_count=1000",
+            "/fhir/Observation?patient=p1&device=mon-1&date=ge2025-06-01T00:10:00Z&date=lt2025-06-01T00:20:00Z&_count=1000",
             &token,
         )
         .await;
@@ -583,7 +589,9 @@ async fn a_patient_token_sees_only_its_own_data() {
     let own = api.token(Role::Patient, "p1");
 
     // Searches without a patient are filtered to the caller, not refused.
-    let (observations, _) = api.all_pages("/fhir/Observation?_count=50", &own).await;
+    let (observations, _) = api
+        .all_pages("/fhir/Observation?device=mon-1&_count=50", &own)
+        .await;
     assert_eq!(observations.len(), 120);
     assert!(
         observations
@@ -604,7 +612,9 @@ async fn a_patient_token_sees_only_its_own_data() {
         api.get("/fhir/Device/mon-1", &own).await.status,
         StatusCode::OK
     );
-    let (mine, _) = api.all_pages("/fhir/Observation?patient=p1", &own).await;
+    let (mine, _) = api
+        .all_pages("/fhir/Observation?patient=p1&device=mon-1", &own)
+        .await;
     assert_eq!(mine.len(), 120);
     let my_observation = api
         .get(
@@ -617,7 +627,7 @@ async fn a_patient_token_sees_only_its_own_data() {
     // Anyone else's is forbidden.
     let clinician = api.clinician();
     let (theirs, _) = api
-        .all_pages("/fhir/Observation?patient=p2", &clinician)
+        .all_pages("/fhir/Observation?patient=p2&device=mon-2", &clinician)
         .await;
     assert_eq!(theirs.len(), 10);
     for uri in [
