@@ -587,7 +587,7 @@ impl Worker {
                     let _ = self.live.send(observation_event(obs));
                 }
             }
-            self.publish(outputs);
+            self.publish(latest_scores_only(outputs));
         }
     }
 
@@ -697,6 +697,31 @@ impl Worker {
             },
         )
     }
+}
+
+/// Keeps, of the NEWS2 changes in one batch, only each patient's last: a monitor's message of
+/// seven vital signs moves the score up to seven times within a millisecond, and what the
+/// clinician and the record need is where it ended. Alarm changes are all kept, in order.
+fn latest_scores_only(outputs: Vec<Output>) -> Vec<Output> {
+    let mut last: HashMap<&PatientId, usize> = HashMap::new();
+    for (i, output) in outputs.iter().enumerate() {
+        if let Output::News2 { patient, .. } = output {
+            last.insert(patient, i);
+        }
+    }
+    let keep: Vec<bool> = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, output)| match output {
+            Output::News2 { patient, .. } => last.get(patient) == Some(&i),
+            Output::Alarm(_) => true,
+        })
+        .collect();
+    outputs
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(output, keep)| keep.then_some(output))
+        .collect()
 }
 
 fn refused(id: u64, e: SurveillanceError) -> CommandError {

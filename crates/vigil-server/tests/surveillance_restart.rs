@@ -1,6 +1,7 @@
 //! The surveillance engine across a crash between a commit and its evaluation: what was
 //! committed (and so acknowledged to the device) but never evaluated is evaluated at the next
-//! start, once; and a NEWS2 change is recorded as an Observation of Vigil's scorer.
+//! start, once; and a NEWS2 change is recorded as an Observation of Vigil's scorer (of several
+//! changes evaluated together, only where the score ended).
 
 mod common;
 
@@ -116,10 +117,6 @@ fn every_news2_change_is_recorded_as_an_observation_of_the_scorer() {
         status: ObservationStatus::Final,
         quality: QualityFlags::empty(),
     };
-    submit(store.as_ref(), rr(16.0, now - 2_000));
-    handle.notify_committed();
-    submit(store.as_ref(), rr(26.0, now - 1_000));
-    handle.notify_committed();
     let scores = || {
         store
             .search_observations(&ObservationQuery {
@@ -130,6 +127,11 @@ fn every_news2_change_is_recorded_as_an_observation_of_the_scorer() {
             })
             .unwrap()
     };
+    submit(store.as_ref(), rr(16.0, now - 2_000));
+    handle.notify_committed();
+    eventually("the first NEWS2 record", || scores().len() == 1);
+    submit(store.as_ref(), rr(26.0, now - 1_000));
+    handle.notify_committed();
     eventually("two NEWS2 records", || scores().len() == 2);
     engine.stop();
     let recorded = scores();
@@ -147,4 +149,55 @@ fn every_news2_change_is_recorded_as_an_observation_of_the_scorer() {
             .iter()
             .all(|o| o.device.as_str() == vigil_model::NEWS2_SCORER)
     );
+}
+
+#[test]
+fn of_the_score_changes_evaluated_together_only_the_last_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    register(store.as_ref(), "p1", "pendant-1");
+    let (handle, engine) =
+        vigil_server::surveillance::start(store.clone(), Default::default()).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let quantity = |m: vigil_model::Measurand, value: f64| Reading {
+        code: ObservationCode::Single(m),
+        value: ObservationValue::Quantity(vigil_model::Quantity::new(value, m.canonical_unit())),
+        effective: at_ms(now - 1_000),
+        status: ObservationStatus::Final,
+        quality: QualityFlags::empty(),
+    };
+    // One message whose every reading moves the score: RR 26 → 3, SpO2 91 → 3, pulse 135 → 3.
+    store
+        .append(&[Submission {
+            device: did("pendant-1"),
+            received: at_ms(now),
+            readings: vec![
+                quantity(vigil_model::Measurand::RespRate, 26.0),
+                quantity(vigil_model::Measurand::Spo2, 91.0),
+                quantity(vigil_model::Measurand::HeartRate, 135.0),
+            ],
+            waveforms: Vec::new(),
+            battery_pct: None,
+        }])
+        .unwrap();
+    handle.notify_committed();
+    let recorded = || {
+        store
+            .search_observations(&ObservationQuery {
+                patient: Some(pid("p1")),
+                codes: vec![ObservationCode::News2],
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    eventually("a NEWS2 record", || !recorded().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    engine.stop();
+    let recorded = recorded();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    match &recorded[0].value {
+        ObservationValue::News2(v) => assert_eq!((v.total, v.complete), (9, false)),
+        other => panic!("{other:?}"),
+    }
 }

@@ -9,7 +9,7 @@ use chrono::Timelike;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use crate::ward::SimPatient;
+use crate::ward::{Pendant, SimPatient};
 
 #[derive(Debug, Clone)]
 pub struct WardConfig {
@@ -49,6 +49,11 @@ pub async fn run_ward(
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, patient) in patients.into_iter().enumerate() {
+        if let Some(pendant) = patient.pendant.clone() {
+            let secret = secret_of(&pendant.device_id);
+            let (config, stats, shutdown) = (config.clone(), stats.clone(), shutdown.clone());
+            tasks.spawn(run_pendant(pendant, secret, config, stats, shutdown));
+        }
         let secret = secret_of(&patient.device_id);
         let config = config.clone();
         let stats = stats.clone();
@@ -61,6 +66,70 @@ pub async fn run_ward(
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// A pendant: steps once a minute (its heartbeat) and its fall, when it comes, on the events topic.
+async fn run_pendant(
+    pendant: Pendant,
+    secret: Option<String>,
+    config: WardConfig,
+    stats: Arc<WardStats>,
+    shutdown: CancellationToken,
+) {
+    let mut options = MqttOptions::new(pendant.device_id.clone(), config.host.clone(), config.port);
+    options.set_keep_alive(Duration::from_secs(30));
+    if let Some(secret) = secret {
+        options.set_credentials(pendant.device_id.clone(), secret);
+    }
+    let (client, mut events) = AsyncClient::new(options, 16);
+    let poll_shutdown = shutdown.clone();
+    let poller = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = poll_shutdown.cancelled() => break,
+                e = events.poll() => if e.is_err() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                },
+            }
+        }
+    });
+    let obs_topic = format!("vigil/v1/devices/{}/obs", pendant.device_id);
+    let events_topic = format!("vigil/v1/devices/{}/events", pendant.device_id);
+    let started = tokio::time::Instant::now();
+    let mut fallen = false;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let t = started.elapsed().as_secs_f64();
+        let now = chrono::Utc::now().timestamp_millis();
+        let send = |topic: &String, message: serde_json::Value| {
+            let payload = serde_json::to_vec(&message).unwrap_or_default();
+            let (client, topic, stats) = (client.clone(), topic.clone(), stats.clone());
+            async move {
+                if client
+                    .publish(topic, qos(config.qos), false, payload)
+                    .await
+                    .is_ok()
+                {
+                    stats.published.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        if n.is_multiple_of(60) {
+            send(&obs_topic, pendant.steps_message(t, now)).await;
+        }
+        if !fallen && pendant.fall_at_s.is_some_and(|at| t >= at) {
+            fallen = true;
+            send(&events_topic, pendant.fall_message(now)).await;
+        }
+        n += 1;
+    }
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
 }
 
 async fn run_monitor(

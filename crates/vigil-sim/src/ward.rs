@@ -110,8 +110,31 @@ pub struct SimPatient {
     pub device_id: String,
     pub baseline: Baseline,
     pub scenario: Scenario,
+    /// A fall-detecting pendant the patient wears, if any.
+    pub pendant: Option<Pendant>,
     rng: StdRng,
     motion: Option<Motion>,
+}
+
+/// A wearable pendant with a step counter and fall detection: it reports steps once a minute and
+/// a fall when the patient falls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pendant {
+    pub device_id: String,
+    /// When the patient falls, in simulation seconds.
+    pub fall_at_s: Option<f64>,
+}
+
+impl Pendant {
+    /// The pendant's minutely message: steps so far (about 10 a minute on a ward).
+    pub fn steps_message(&self, t: f64, ts_ms: i64) -> Value {
+        json!({"ts": ts_ms, "obs": [{"code": "steps", "value": (t / 6.0).floor()}]})
+    }
+
+    /// The fall event, timed when the fall happened.
+    pub fn fall_message(&self, ts_ms: i64) -> Value {
+        json!({"event": "fall", "ts": ts_ms})
+    }
 }
 
 const NAMES: [&str; 24] = [
@@ -160,6 +183,7 @@ impl SimPatient {
             device_id: format!("mon-{:03}", index + 1),
             baseline,
             scenario,
+            pendant: None,
             rng,
             motion: None,
         }
@@ -291,7 +315,15 @@ pub fn ward(n: usize, seed: u64) -> Vec<SimPatient> {
                 },
                 _ => Scenario::Stable,
             };
-            SimPatient::new(i, scenario, seed)
+            let mut patient = SimPatient::new(i, scenario, seed);
+            // Every tenth from the sixth wears a pendant; the first of them falls after 90 s.
+            if i % 10 == 5 {
+                patient.pendant = Some(Pendant {
+                    device_id: format!("pendant-{:03}", i + 1),
+                    fall_at_s: (i == 5).then_some(90.0),
+                });
+            }
+            patient
         })
         .collect()
 }

@@ -78,6 +78,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             )?;
             secrets.insert(p.device_id.clone(), secret);
         }
+        if let Some(pendant) = &p.pendant {
+            let did = DeviceId::new(pendant.device_id.clone())?;
+            if store.device(&did)?.is_none() {
+                let secret = auth::new_device_secret();
+                let mut device = Device::new(did.clone(), DeviceKind::new(DeviceKind::WEARABLE));
+                device.manufacturer = Some("Vigil Simulated Devices".into());
+                device.model = Some("SimPendant 1 (steps, fall detection)".into());
+                store.create_device(&device, &auth::hash_device_secret(&secret))?;
+                store.bind(
+                    &did,
+                    &pid,
+                    chrono::Utc::now() - chrono::Duration::minutes(1),
+                )?;
+                secrets.insert(pendant.device_id.clone(), secret);
+            }
+        }
     }
 
     let http = free_addr("127.0.0.1:8080").await;
@@ -149,6 +165,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  Their NEWS2 climbs and alarms appear on the live stream within about three minutes."
     );
+    if let Some(faller) = patients
+        .iter()
+        .find(|p| p.pendant.as_ref().is_some_and(|d| d.fall_at_s.is_some()))
+    {
+        println!(
+            "  {} wears a fall-detecting pendant and falls after 90 s: a high-priority event alarm.",
+            faller.id
+        );
+    }
     println!("  Stop with Ctrl-C.");
     println!();
 

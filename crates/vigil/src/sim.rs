@@ -122,6 +122,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         .zip(&creds)
         .map(|(mut p, (id, _))| {
             p.device_id = id.clone();
+            // Only the devices in the credentials file exist on the broker.
+            p.pendant = None;
             p
         })
         .collect();
