@@ -47,9 +47,11 @@ pub enum IngestError {
     Stopped,
 }
 
+/// Submissions committed together: all of them or none (one HL7 message's readings from several
+/// pieces of equipment are one job).
 struct Job {
-    submission: Submission,
-    reply: oneshot::Sender<Result<SubmissionOutcome, IngestError>>,
+    submissions: Vec<Submission>,
+    reply: oneshot::Sender<Result<Vec<SubmissionOutcome>, IngestError>>,
 }
 
 /// The sources' handle on the pipeline. Cheap to clone.
@@ -101,9 +103,19 @@ impl Ingest {
 
     /// Queues a submission and waits until it is durably committed (or failed).
     pub async fn submit(&self, submission: Submission) -> Result<SubmissionOutcome, IngestError> {
+        let mut outcomes = self.submit_all(vec![submission]).await?;
+        outcomes.pop().ok_or(IngestError::Stopped)
+    }
+
+    /// Commits several submissions in one transaction: every one of them is durable on return,
+    /// or none is.
+    pub async fn submit_all(
+        &self,
+        submissions: Vec<Submission>,
+    ) -> Result<Vec<SubmissionOutcome>, IngestError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job { submission, reply })
+            .send(Job { submissions, reply })
             .await
             .map_err(|_| IngestError::Stopped)?;
         answer.await.map_err(|_| IngestError::Stopped)?
@@ -115,8 +127,12 @@ impl Ingest {
     }
 }
 
-fn items(s: &Submission) -> usize {
-    (s.readings.len() + s.waveforms.len()).max(1)
+fn items(job: &Job) -> usize {
+    job.submissions
+        .iter()
+        .map(|s| (s.readings.len() + s.waveforms.len()).max(1))
+        .sum::<usize>()
+        .max(1)
 }
 
 /// Called after each successful commit.
@@ -131,12 +147,12 @@ fn writer_loop(
     let mut jobs: Vec<Job> = Vec::with_capacity(1024);
     let mut batch: Vec<Submission> = Vec::with_capacity(1024);
     while let Some(first) = rx.blocking_recv() {
-        let mut size = items(&first.submission);
+        let mut size = items(&first);
         jobs.push(first);
         while size < max_batch {
             match rx.try_recv() {
                 Ok(job) => {
-                    size += items(&job.submission);
+                    size += items(&job);
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -145,16 +161,17 @@ fn writer_loop(
         // Move the submissions out for the store call, keeping the reply channels in order.
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs.drain(..) {
-            batch.push(job.submission);
-            replies.push(job.reply);
+            replies.push((job.submissions.len(), job.reply));
+            batch.extend(job.submissions);
         }
         let started = StdInstant::now();
         let result = store.append(&batch);
         telemetry::record_commit(started.elapsed(), batch.len(), size);
         match result {
             Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                let mut outcomes = outcomes.into_iter();
+                for (count, reply) in replies {
+                    let _ = reply.send(Ok(outcomes.by_ref().take(count).collect()));
                 }
                 if let Some(hook) = &on_commit {
                     hook();
@@ -164,7 +181,7 @@ fn writer_loop(
                 tracing::error!(error = %err, submissions = batch.len(), "commit failed; sources will not acknowledge");
                 telemetry::record_commit_failure();
                 let message = err.to_string();
-                for reply in replies {
+                for (_, reply) in replies {
                     let _ = reply.send(Err(IngestError::Store(StoreError::Backend(
                         message.clone(),
                     ))));
@@ -301,6 +318,7 @@ pub async fn ingest_device_message(
         });
     }
     let submission = Submission {
+        patient: None,
         device: device.clone(),
         received,
         readings: decoded.readings,

@@ -17,6 +17,7 @@ use vigil_store::{AlarmQuery, ObservationQuery, Store, Submission, SurveillanceS
 fn submit(store: &dyn Store, reading: Reading) -> vigil_model::ObservationId {
     let outcome = store
         .append(&[Submission {
+            patient: None,
             device: did("pendant-1"),
             received: reading.effective,
             readings: vec![reading],
@@ -169,6 +170,7 @@ fn of_the_score_changes_evaluated_together_only_the_last_is_recorded() {
     // One message whose every reading moves the score: RR 26 → 3, SpO2 91 → 3, pulse 135 → 3.
     store
         .append(&[Submission {
+            patient: None,
             device: did("pendant-1"),
             received: at_ms(now),
             readings: vec![

@@ -81,6 +81,10 @@ pub const ALL: &[(&str, Check)] = &[
         "failed_surveillance_step_stores_nothing",
         failed_surveillance_step_stores_nothing,
     ),
+    (
+        "a_named_patient_overrides_the_binding",
+        a_named_patient_overrides_the_binding,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -156,6 +160,7 @@ fn hr(value: f64, at: Instant) -> Reading {
 
 fn submission(device: &DeviceId, received: Instant, readings: Vec<Reading>) -> Submission {
     Submission {
+        patient: None,
         device: device.clone(),
         received,
         readings,
@@ -782,6 +787,7 @@ pub fn last_seen_and_battery(store: &dyn Store) {
     };
     assert_eq!(seen(&d), (None, None));
     let with_battery = |received: Instant, pct: Option<u8>| Submission {
+        patient: None,
         battery_pct: pct,
         ..submission(&d, received, vec![hr(70.0, received - us(500_000))])
     };
@@ -815,6 +821,7 @@ pub fn last_seen_and_battery(store: &dyn Store) {
     append(
         store,
         &[Submission {
+            patient: None,
             battery_pct: Some(55),
             ..submission(&d, t(9, 4, 0), Vec::new())
         }],
@@ -828,6 +835,7 @@ pub fn last_seen_and_battery(store: &dyn Store) {
     let outcomes = append(
         store,
         &[Submission {
+            patient: None,
             battery_pct: Some(40),
             ..submission(&spare, t(9, 5, 0), vec![hr(1.0, t(9, 5, 0))])
         }],
@@ -845,6 +853,7 @@ pub fn last_seen_and_battery(store: &dyn Store) {
 pub fn failed_batch_stores_nothing(store: &dyn Store) {
     let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
     let good = Submission {
+        patient: None,
         battery_pct: Some(50),
         ..submission(&d, t(9, 0, 0), vec![hr(70.0, t(9, 0, 0))])
     };
@@ -1457,6 +1466,7 @@ pub fn waveform_round_trip_and_dedup(store: &dyn Store) {
     };
     let received = t(9, 0, 31);
     let with_waves = |device: &DeviceId, waves: Vec<WaveformSegment>| Submission {
+        patient: None,
         waveforms: waves,
         ..submission(device, received, vec![hr(70.0, t(9, 0, 30))])
     };
@@ -1574,6 +1584,7 @@ pub fn waveform_search(store: &dyn Store) {
     append(
         store,
         &[Submission {
+            patient: None,
             waveforms: segments,
             ..submission(&d, t(10, 1, 0), Vec::new())
         }],
@@ -1581,6 +1592,7 @@ pub fn waveform_search(store: &dyn Store) {
     append(
         store,
         &[Submission {
+            patient: None,
             waveforms: vec![ecg(0)],
             ..submission(&other, t(10, 1, 0), Vec::new())
         }],
@@ -2595,4 +2607,65 @@ pub fn failed_surveillance_step_stores_nothing(store: &dyn Store) {
     );
     assert_eq!(store.last_stream_seq().unwrap(), 0);
     assert_eq!(store.surveillance_position().unwrap(), None);
+}
+
+/// A submission that names its patient (an HL7 message's PID) is attributed to that patient,
+/// whatever the device's bindings say; one naming an unknown patient attributes nothing; the same
+/// reading for two patients is two observations, and for one patient it is stored once.
+pub fn a_named_patient_overrides_the_binding(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let b = add_patient(store, "b");
+    let unbound = add_device(store, "mon-2");
+    let named = |device: &DeviceId, patient: &PatientId, at: Instant| Submission {
+        patient: Some(patient.clone()),
+        ..submission(device, at, vec![quantity(Measurand::HeartRate, 70.0, at)])
+    };
+    let outcomes = append(
+        store,
+        &[
+            named(&d, &b, t(9, 0, 0)),
+            named(&unbound, &b, t(9, 0, 0)),
+            named(&d, &a, t(9, 0, 0)),
+            Submission {
+                patient: Some(pid("nobody")),
+                ..submission(
+                    &d,
+                    t(9, 0, 1),
+                    vec![quantity(Measurand::HeartRate, 71.0, t(9, 0, 1))],
+                )
+            },
+            named(&d, &b, t(9, 0, 0)),
+        ],
+    );
+    let to_b = store
+        .observation(vigil_model::ObservationId(stored_id(
+            outcomes[0].readings[0],
+        )))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (to_b.patient.clone(), to_b.device.clone()),
+        (b.clone(), d.clone()),
+        "not the binding's patient a"
+    );
+    let unbound_to_b = stored_id(outcomes[1].readings[0]);
+    assert_eq!(
+        store
+            .observation(vigil_model::ObservationId(unbound_to_b))
+            .unwrap()
+            .unwrap()
+            .patient,
+        b
+    );
+    let to_a = stored_id(outcomes[2].readings[0]);
+    assert_ne!(
+        to_a,
+        stored_id(outcomes[0].readings[0]),
+        "a second patient, a second observation"
+    );
+    assert_eq!(outcomes[3].readings[0], Outcome::Unattributed);
+    assert_eq!(
+        outcomes[4].readings[0],
+        Outcome::Duplicate(stored_id(outcomes[0].readings[0]))
+    );
 }

@@ -33,6 +33,9 @@ pub type SecretHash = [u8; 32];
 /// Everything one device delivered in one message, already decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
+    /// The patient the message itself names (HL7 v2 PID-3, a FHIR Observation's subject), as its
+    /// source resolved it; `None`: each reading goes to whom the device was bound at its time.
+    pub patient: Option<PatientId>,
     pub device: DeviceId,
     pub received: Instant,
     pub readings: Vec<Reading>,

@@ -942,16 +942,25 @@ fn append_batch(
                 entry.battery = Some((received, pct));
             }
         }
-        let bindings = match device {
-            Some(device) => cache.bindings(tx, device)?,
-            None => &[],
+        let named = match &submission.patient {
+            Some(patient) => Some(patient_pk(tx, patient)?),
+            None => None,
+        };
+        let bindings = match (device, named) {
+            (Some(device), None) => cache.bindings(tx, device)?,
+            _ => &[],
+        };
+        // The patient the message names (an unknown one attributes nothing), else the binding.
+        let attribute = |effective: i64| match named {
+            Some(named) => named,
+            None => attribute(bindings, effective),
         };
 
         for (r, reading) in submission.readings.iter().enumerate() {
             let columns = encode_value(reading.code, &reading.value)
                 .map_err(|_| not_finite(s, "reading", r))?;
             let effective = micros(reading.effective);
-            let (Some(device), Some(patient)) = (device, attribute(bindings, effective)) else {
+            let (Some(device), Some(patient)) = (device, attribute(effective)) else {
                 outcome.readings.push(Outcome::Unattributed);
                 continue;
             };
@@ -990,7 +999,7 @@ fn append_batch(
                 return Err(not_finite(s, "waveform", w));
             }
             let start = micros(segment.start);
-            let (Some(device), Some(patient)) = (device, attribute(bindings, start)) else {
+            let (Some(device), Some(patient)) = (device, attribute(start)) else {
                 outcome.waveforms.push(Outcome::Unattributed);
                 continue;
             };

@@ -42,6 +42,7 @@ fn hr(value: f64, at: vigil_model::Instant) -> Reading {
 
 fn submission(device: &str, received: vigil_model::Instant, readings: Vec<Reading>) -> Submission {
     Submission {
+        patient: None,
         device: DeviceId::new(device).unwrap(),
         received,
         readings,
@@ -137,6 +138,7 @@ conformance_tests!(
     patient_settings_round_trip,
     surveillance_steps_record_scores_and_position,
     failed_surveillance_step_stores_nothing,
+    a_named_patient_overrides_the_binding,
 );
 
 #[test]
