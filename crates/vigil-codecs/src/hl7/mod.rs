@@ -18,6 +18,8 @@
 //! [`decode_oru`] is pure and never panics. Nothing of a refused message may be stored. The ACK
 //! goes out only after the store has committed (house rule "acknowledge after commit").
 //!
+//! The HL7 encoding is parsed here, not with the `hl7-parser` crate: see `wire.rs` for why.
+//!
 //! ## The message
 //! At most [`Hl7Limits::max_bytes`] bytes, starting with `MSH`. Segments end with a carriage
 //! return (0x0D), the last one too; a line feed anywhere is refused (`\n` and `\r\n` line endings

@@ -4,6 +4,20 @@
 //! are split by the field separator, then repetitions, components, subcomponents) and §2.7 (escape
 //! sequences in text). Everything here works on byte offsets of ASCII delimiters inside a UTF-8
 //! `str`, so splitting never cuts a character.
+//!
+//! ## Why not the `hl7-parser` crate
+//! `shared/DEPENDENCIES.md` recommends hl7-parser 0.3. Tried (0.3.0) and found unfit for a decoder
+//! that must refuse rather than guess, and never panic:
+//! * `Message::parse` stops at the first segment it cannot read and returns `Ok` with the
+//!   segments before it: `MSH…\rPID|1\rOB|x\rOBX|…` parses as two segments, the OBX silently lost.
+//! * Its escape decoder (`Separators::decode`) slices the text by character index as if it were a
+//!   byte index: `"éé\\F\\"` panics ("byte index 3 is not a char boundary"). It also knows only
+//!   `\X0A\` and `\X0D\` among hex escapes (`\X41\` becomes the text `X41`), drops the rest of a
+//!   value after an unterminated escape, and cannot report a malformed one.
+//! * It accepts any five ASCII characters as delimiters, `MSH||||||` included.
+//!
+//! What Vigil needs of the HL7 encoding is small (split on five delimiters, decode five escapes
+//! and `\X..\`), so it is written here, with every refusal typed and positioned.
 
 use std::borrow::Cow;
 
