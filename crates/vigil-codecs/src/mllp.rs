@@ -135,6 +135,9 @@ impl Decoder for MllpCodec {
                     }
                 },
                 State::InFrame { scanned } => {
+                    // FramedRead only ever appends to the buffer; a caller that hands over a
+                    // shorter one must not make this panic.
+                    let scanned = scanned.min(buf.len());
                     let found = buf[scanned..]
                         .iter()
                         .position(|&b| b == SB || b == EB)

@@ -112,7 +112,8 @@ pub(crate) fn parse(text: &str) -> Result<Dtm, TimeProblem> {
 /// `+HHMM` / `-HHMM`, within the offsets in use on Earth (UTC−12 to UTC+14).
 fn parse_offset(text: &str) -> Result<FixedOffset, TimeProblem> {
     let (sign, rest) = text.split_at(1);
-    if rest.len() != 4 {
+    // Digits first: slicing by byte position is only safe on ASCII.
+    if rest.len() != 4 || !rest.bytes().all(|b| b.is_ascii_digit()) {
         return Err(TimeProblem::Syntax);
     }
     let hours = digits(&rest[..2]).ok_or(TimeProblem::Syntax)?;
@@ -272,6 +273,19 @@ mod tests {
         assert_eq!(utc("19691231235959+0000"), Err(TimeProblem::BeforeEpoch));
         assert_eq!(utc("19700101000000+0000"), Ok(DateTime::UNIX_EPOCH));
         assert_eq!(utc("20240229120000+0000"), Ok(at(2024, 2, 29, 12, 0, 0)));
+    }
+
+    /// Regression: an offset of four bytes that are not four ASCII digits was sliced at byte 2,
+    /// inside the `é`, and panicked.
+    #[test]
+    fn multibyte_characters_in_an_offset_are_a_syntax_error_not_a_panic() {
+        for bad in [
+            "20250114103000+1é1",
+            "20250114103000+é12",
+            "20250114103000-12é",
+        ] {
+            assert_eq!(parse(bad), Err(TimeProblem::Syntax), "{bad:?}");
+        }
     }
 
     #[test]
