@@ -1,6 +1,6 @@
 //! # MLLP framing
 //!
-//! The HL7 Minimal Lower Layer Protocol (HL7 v2 Transport Specification: MLLP, release 2, §1.2
+//! The HL7 Minimal Lower Layer Protocol (HL7 Version 2 Transport Specification, MLLP release 2,
 //! "block format"; reference `hl7v2.md` §4): on a TCP byte stream every message travels as
 //!
 //! ```text

@@ -308,7 +308,7 @@ pub fn build_ack(
     out.push('\r');
 
     if let Some(error) = error {
-        // ERR-1 (ELD) is kept for backward compatibility only and left empty (v2.5 §2.15.5).
+        // ERR-1 (ELD) is kept for backward compatibility only and left empty (ERR segment, v2.5 and later).
         out.push_str("ERR");
         out.push(f);
         out.push(f);

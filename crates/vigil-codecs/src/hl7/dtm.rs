@@ -1,7 +1,7 @@
-//! The DTM data type (HL7 v2.6 chapter 2A, §2A.3.22):
+//! The DTM data type (HL7 v2.6 chapter 2A, "DTM - date/time"):
 //! `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`.
 //!
-//! In v2.5 the same fields are TS (§2A.3.77), whose first component is this DTM; callers pass that
+//! In v2.5 the same fields are TS (chapter 2A, "TS - time stamp"), whose first component is this DTM; callers pass that
 //! component, so both versions read alike.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};

@@ -9,7 +9,7 @@
 use vigil_model::Measurand;
 use vigil_model::catalogue::MdcCode;
 
-/// Partitions of the 32-bit code (IEEE 11073-10101 §A.2): 1 object (containment) classes, 2 SCADA
+/// Partitions of the 32-bit code (IEEE 11073-10101 code partitions): 1 object (containment) classes, 2 SCADA
 /// (metrics), 4 dimensions (units).
 pub(crate) const PARTITION_OBJECT: u32 = 1;
 

@@ -31,7 +31,8 @@
 //! **Escapes** (v2.6 §2.7) in the values Vigil reads: `\F\ \S\ \T\ \R\ \E\` and `\Xhh…\` (UTF-8
 //! bytes) are decoded; highlighting, formatting, character-set and `\Z…\` sequences, unterminated
 //! escapes and control characters are refused (a data type error). Values Vigil does not read are
-//! not inspected (HL7 receiving rules, v2.6 §2.10: ignore what is not expected).
+//! not inspected beyond the whole message being UTF-8 (chapter 2's rules for receiving: ignore
+//! what is not expected).
 //!
 //! **Header checks**, in the order of v2.6 §2.9.2 (original mode), each refused with `AR` because
 //! resending unchanged can never succeed:
@@ -71,7 +72,7 @@
 //! | field | rule |
 //! |---|---|
 //! | OBX-2 | `NM` (may be empty on a row with status `X`) |
-//! | OBX-5 | NM (v2.6 §2A.3.47): optional sign, digits, at most one `.`; no exponent, no thousands separator, no decimal comma (`38,9` is refused, never read as 38.9 or 389); one value, no repetition |
+//! | OBX-5 | NM (v2.6 chapter 2A): optional sign, digits, at most one `.`; no exponent, no thousands separator, no decimal comma (`38,9` is refused, never read as 38.9 or 389); one value, no repetition |
 //! | OBX-6 | `<MDC unit code>^<REFID>^MDC` from reference §6 (or a `UCUM`-coded unit); converted exactly to the canonical unit with [`vigil_model::units::to_canonical`] |
 //! | OBX-11 | status, HL7 table 0085 → FHIR (v2-to-FHIR map): `F` final, `R` preliminary (device data not verified by a clinician), `P`/`S` preliminary, `C` corrected, `X` no value (below). `D`, `W`, `U`, `I`, `N`, `O` (retractions, status changes, no result yet) are refused (103) |
 //! | OBX-14 | the time of the value; empty → OBR-7 of its OBR group (reference §1). DTM with at least minute precision and a UTC offset (reference: "DTM with offset"); without an offset only if [`Hl7Limits::assume_offset`] is set. Not more than [`Hl7Limits::max_future_skew`] after receipt, not before 1970 |
@@ -103,7 +104,8 @@
 //!
 //! ## Errors
 //! [`Hl7Error`]: `kind()` is a stable label for logs and metrics; `Display` names positions,
-//! codes and limits but never a value, a name or an identifier from the message (house rule 7);
+//! codes and limits (and quotes a refused header code such as the version) but never a value, a
+//! name or an identifier from the message (house rule 7);
 //! [`Hl7Error::ack_code`] and [`Hl7Error::ack_error`] give MSA-1 and the ERR segment.
 //!
 //! ## The acknowledgement ([`build_ack`])
@@ -216,7 +218,7 @@ impl ErrorCode {
     }
 }
 
-/// Where an error is (ERR-2, data type ERL, v2.6 §2.A.25): the segment ID, which occurrence of that
+/// Where an error is (ERR-2, data type ERL, v2.6 chapter 2A): the segment ID, which occurrence of that
 /// segment ID in the message (1-based), and optionally field, repetition and component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ErrorLocation {
@@ -351,8 +353,10 @@ pub enum TableProblem {
 
 /// Why a whole message was refused; nothing of it may be stored.
 ///
-/// `Display` is for logs and the sender: it names positions (ERL), codes and limits, never a
-/// value, name or identifier from the message. `kind` is a stable label for metrics.
+/// `Display` is for logs and the sender: it names positions (ERL), codes and limits, and quotes
+/// only the header codes it refuses (message type, event, structure, processing ID, version,
+/// character set: at most 16 printable ASCII characters), never a value, name or identifier from
+/// the message. `kind` is a stable label for metrics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Hl7Error {
     #[error("message is {size} bytes, more than the limit of {max} bytes")]

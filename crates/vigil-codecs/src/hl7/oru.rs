@@ -44,7 +44,7 @@ impl Hl7Version {
     }
 }
 
-/// An HD (hierarchic designator, v2.6 §2A.3.36), escapes decoded; empty components are `None`.
+/// An HD (hierarchic designator, v2.6 chapter 2A), escapes decoded; empty components are `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct HierarchicDesignator {
     pub namespace_id: Option<String>,
@@ -73,7 +73,7 @@ pub struct MessageHeader {
     pub message_profile: Option<String>,
 }
 
-/// One PID-3 repetition (CX, v2.6 §2A.3.12), escapes decoded.
+/// One PID-3 repetition (CX, extended composite ID, v2.6 chapter 2A), escapes decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PatientIdentifier {
     /// CX.1, e.g. the MRN.
@@ -93,7 +93,7 @@ pub struct ObxPosition {
     pub set_id: Option<u32>,
 }
 
-/// The device a value comes from: OBX-18's EI (v2.6 §2A.3.27), escapes decoded.
+/// The device a value comes from: OBX-18's EI (entity identifier, v2.6 chapter 2A), escapes decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EquipmentId {
     /// EI.1, e.g. the EUI-64 `0012340000000001`.
@@ -305,7 +305,7 @@ pub fn decode_oru(
 }
 
 /// A segment starts with three upper-case letters or digits, the first a letter, then the field
-/// separator or the end of the segment (v2.6 §2.5.1).
+/// separator or the end of the segment (v2.6 chapter 2, "segments").
 fn valid_segment_id(raw: &str, field: u8) -> bool {
     let b = raw.as_bytes();
     b.len() >= 3
@@ -482,7 +482,7 @@ enum Position {
     End,
 }
 
-/// The segments the ORU^R01 grammar names. Others are ignored (v2.6 §2.10 receiving rules).
+/// The segments the ORU^R01 grammar names. Others are ignored (chapter 2's receiving rules: ignore segments not expected).
 const KNOWN_SEGMENTS: [&str; 18] = [
     "MSH", "SFT", "PID", "PD1", "NTE", "NK1", "PV1", "PV2", "ORC", "OBR", "TQ1", "TQ2", "CTD",
     "OBX", "FT1", "CTI", "SPM", "DSC",
@@ -1105,7 +1105,7 @@ fn status(raw: &str) -> Result<Option<ObservationStatus>, TableProblem> {
     }
 }
 
-/// NM (v2.6 §2A.3.47): an optional sign, digits, an optional decimal point; nothing else.
+/// NM (v2.6 chapter 2A, "NM - numeric"): an optional sign, digits, an optional decimal point; nothing else.
 fn parse_nm(raw: &str) -> Option<f64> {
     let body = raw.strip_prefix(['+', '-']).unwrap_or(raw);
     let (whole, fraction) = body.split_once('.').unwrap_or((body, ""));

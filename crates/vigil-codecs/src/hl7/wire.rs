@@ -1,7 +1,7 @@
 //! HL7 v2 encoding rules: delimiters, segments, fields, components and escape sequences.
 //!
-//! HL7 v2.6 chapter 2, §2.5 (message construction: segments end with a carriage return, fields
-//! are split by the field separator, then repetitions, components, subcomponents) and §2.7 (escape
+//! HL7 v2.6 chapter 2: message construction (segments end with a carriage return, fields are
+//! split by the field separator, then repetitions, components, subcomponents) and §2.7 (escape
 //! sequences in text). Everything here works on byte offsets of ASCII delimiters inside a UTF-8
 //! `str`, so splitting never cuts a character.
 //!
@@ -21,11 +21,11 @@
 
 use std::borrow::Cow;
 
-/// The segment terminator, always a carriage return (v2.6 §2.5.1, "Segments").
+/// The segment terminator, always a carriage return (v2.6 chapter 2, "segments").
 pub(crate) const SEGMENT_TERMINATOR: u8 = b'\r';
 
 /// The five delimiters of a message: MSH-1 (field separator) and MSH-2 (component, repetition,
-/// escape, subcomponent, in that order; v2.6 §2.5.4 and MSH-2's definition in §2.14.9.2).
+/// escape, subcomponent, in that order; v2.6 chapter 2, "message delimiters" and MSH-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodingCharacters {
     pub field: u8,
@@ -162,7 +162,7 @@ impl<'a> Segment<'a> {
     }
 
     /// Field `n` (1-based, as the standard numbers them), raw (escapes not decoded); `""` when
-    /// absent. MSH-1 is the field separator itself and MSH-2 the encoding characters (§2.14.9).
+    /// absent. MSH-1 is the field separator itself and MSH-2 the encoding characters (chapter 2, MSH).
     pub fn field(&self, n: usize) -> &'a str {
         if n == 0 {
             return "";
