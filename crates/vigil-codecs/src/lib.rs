@@ -2,10 +2,17 @@
 //! decoder has its bad cases tested and a fuzz target (`fuzz/`).
 
 pub mod device_json;
+pub mod hl7;
 mod json;
+pub mod mllp;
 
 pub use device_json::event::{EventError, decode_device_event};
 pub use device_json::{
     DecodeLimits, DecodedMessage, PayloadError, RejectReason, RejectedItem, TimestampError,
     WaveformProblem, decode_device_message,
 };
+pub use hl7::{
+    AckCode, AckContext, AckError, Hl7Error, Hl7Item, Hl7Limits, OruMessage, build_ack, build_nack,
+    decode_oru,
+};
+pub use mllp::{MllpCodec, MllpError};
