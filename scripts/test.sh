@@ -12,12 +12,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
 fi
 
-# FHIR validator we did not write: fhir.resources 6.4.0 is the last release for R4 (4.0.1).
+# Python tools we did not write: the FHIR validator (fhir.resources 6.4.0 is the last release for
+# R4 4.0.1) and a real HL7 v2 MLLP client (python `hl7`'s mllp_send) for the end-to-end tests.
 venv="${VIGIL_TEST_VENV:-${TMPDIR:-/tmp}/vigil-test-venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import fhir.resources' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import fhir.resources, hl7' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'fhir.resources==6.4.0' 'pydantic<2'
+  "$venv/bin/pip" install -q 'fhir.resources==6.4.0' 'pydantic<2' 'hl7==0.4.5'
 fi
+export VIGIL_TEST_VENV="$venv"
 
 cargo test --workspace --locked
 # Every kind of resource Vigil serves, validated against the R4 definitions.

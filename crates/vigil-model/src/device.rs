@@ -20,6 +20,9 @@ impl DeviceKind {
     pub const WEIGHT_SCALE: &'static str = "weight-scale";
     pub const GLUCOSE_METER: &'static str = "glucose-meter";
     pub const WEARABLE: &'static str = "wearable";
+    /// A system that sends HL7 v2 messages on behalf of its equipment (a monitor gateway or a
+    /// central station); its id is what it writes in MSH-3.
+    pub const HL7_SENDER: &'static str = "hl7-sender";
     /// Software that derives observations from others: Vigil's own NEWS2 scorer.
     pub const SOFTWARE: &'static str = "software";
 

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     /// The embedded MQTT broker's address; `None` runs without it.
     pub mqtt: Option<SocketAddr>,
+    /// The HL7 v2 MLLP listener's address; `None` (the default) runs without it.
+    pub mllp: Option<SocketAddr>,
     /// Base URL clients use to reach the HTTP API; defaults to `http://{http}`.
     pub public_url: Option<String>,
     pub pipeline: PipelineConfig,
@@ -48,6 +50,7 @@ impl ServerConfig {
             data_dir,
             http,
             mqtt,
+            mllp: None,
             public_url: None,
             pipeline: PipelineConfig::default(),
             mqtt_config: MqttConfig::default(),
@@ -79,6 +82,7 @@ pub enum ServerError {
 pub struct RunningServer {
     pub http_addr: SocketAddr,
     pub mqtt_addr: Option<SocketAddr>,
+    pub mllp_addr: Option<SocketAddr>,
     pub broker: Arc<BrokerContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -195,6 +199,32 @@ pub async fn start(
         ));
     }
 
+    let mut mllp_addr = None;
+    if let Some(addr) = config.mllp {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "MLLP",
+                addr,
+                source,
+            })?;
+        mllp_addr = Some(listener.local_addr().map_err(|source| ServerError::Bind {
+            what: "MLLP",
+            addr,
+            source,
+        })?);
+        let ctx = Arc::new(sources::mllp::MllpContext::new(
+            store.clone(),
+            ingest.clone(),
+        ));
+        tracker.spawn(sources::mllp::serve(
+            listener,
+            ctx,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+
     let state = Arc::new(api::AppState {
         store,
         ingest,
@@ -216,10 +246,11 @@ pub async fn start(
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, "vigil is listening");
+    tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, mllp = ?mllp_addr, "vigil is listening");
     Ok(RunningServer {
         http_addr,
         mqtt_addr,
+        mllp_addr,
         broker,
         shutdown,
         tracker,

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Run without the embedded MQTT broker.
     #[arg(long)]
     pub no_mqtt: bool,
+    /// Address for the HL7 v2 MLLP listener (bedside monitors, gateways) [default: off].
+    #[arg(long, env = "VIGIL_MLLP", value_name = "ADDR")]
+    pub mllp: Option<SocketAddr>,
     /// Base URL clients use to reach the API (for FHIR links), e.g. https://vigil.example.org.
     #[arg(long, env = "VIGIL_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
@@ -52,6 +55,8 @@ pub struct FileConfig {
     pub mqtt: Option<SocketAddr>,
     /// Whether the embedded broker runs (default true).
     pub mqtt_enabled: Option<bool>,
+    /// HL7 v2 MLLP listen address, e.g. "127.0.0.1:2575"; omitted: no MLLP listener.
+    pub mllp: Option<SocketAddr>,
     /// Public base URL of the API.
     pub public_url: Option<String>,
     /// Allow non-loopback plaintext listeners.
@@ -100,8 +105,9 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
             .or(file.mqtt)
             .unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal"))
     });
+    let mllp = args.mllp.or(file.mllp);
     let allow_plaintext = args.allow_plaintext || file.allow_plaintext.unwrap_or(false);
-    for (what, addr) in [("HTTP", Some(http)), ("MQTT", mqtt)] {
+    for (what, addr) in [("HTTP", Some(http)), ("MQTT", mqtt), ("MLLP", mllp)] {
         if let Some(addr) = addr
             && !addr.ip().is_loopback()
         {
@@ -114,6 +120,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
         }
     }
     let mut config = vigil_server::ServerConfig::new(data_dir, http, mqtt);
+    config.mllp = mllp;
     config.public_url = args.public_url.or(file.public_url);
     config.cohorts = match &file.cohorts {
         Some(path) => {
@@ -145,6 +152,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     if let Some(mqtt) = server.mqtt_addr {
         println!("  MQTT      mqtt://{mqtt}");
+    }
+    if let Some(mllp) = server.mllp_addr {
+        println!("  MLLP      mllp://{mllp}  (HL7 v2 ORU^R01)");
     }
     let token = server.shutdown_token();
     tokio::spawn(async move {
@@ -191,6 +201,7 @@ mod tests {
             http: None,
             mqtt: None,
             no_mqtt: false,
+            mllp: None,
             public_url: None,
             allow_plaintext: false,
         }

@@ -31,6 +31,7 @@ struct Server {
     child: Child,
     http: String,
     mqtt_port: u16,
+    mllp_port: Option<u16>,
 }
 
 impl Server {
@@ -50,9 +51,14 @@ impl Server {
             .expect("start vigil serve");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut http, mut mqtt_port) = (None, None);
-        while http.is_none() || mqtt_port.is_none() {
+        let (mut http, mut mqtt_port, mut mllp_port) = (None, None, None);
+        let wants_mllp = extra.contains(&"--mllp");
+        while http.is_none() || mqtt_port.is_none() || (wants_mllp && mllp_port.is_none()) {
             let line = lines.next().expect("vigil serve exited early").unwrap();
+            if let Some(rest) = line.trim().strip_prefix("MLLP") {
+                let url = rest.split_whitespace().next().unwrap();
+                mllp_port = url.rsplit(':').next().and_then(|p| p.parse().ok());
+            }
             if let Some(rest) = line.trim().strip_prefix("HTTP API") {
                 http = rest.split_whitespace().next().map(str::to_owned);
             }
@@ -67,6 +73,7 @@ impl Server {
             child,
             http: http.unwrap(),
             mqtt_port: mqtt_port.unwrap(),
+            mllp_port,
         }
     }
 
@@ -1476,4 +1483,220 @@ fn a_silent_device_raises_its_no_data_alarm_on_time_across_a_restart() {
     wait_for(&mut events, |kind, data| {
         kind == "alarm" && data["id"] == id && data["state"] == "resolved"
     });
+}
+
+/// The python `hl7` package's MLLP client, installed by scripts/test.sh.
+fn mllp_send(port: u16, file: &Path) -> String {
+    let venv = std::env::var("VIGIL_TEST_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/vigil-test-venv",
+            std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into())
+        )
+    });
+    let out = Command::new(format!("{venv}/bin/mllp_send"))
+        .args(["-p", &port.to_string(), "-f"])
+        .arg(file)
+        .arg("127.0.0.1")
+        .output()
+        .expect("mllp_send (scripts/test.sh installs python hl7 into $VIGIL_TEST_VENV)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// MSA-1 and MSA-2, and ERR-3's code, of every ACK in mllp_send's output, in order.
+fn acks(output: &str) -> Vec<(String, String, Option<String>)> {
+    let segments: Vec<&str> = output
+        .split(['\r', '\n', '\u{b}', '\u{1c}'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut out: Vec<(String, String, Option<String>)> = Vec::new();
+    for segment in segments {
+        let fields: Vec<&str> = segment.split('|').collect();
+        match fields[0] {
+            "MSA" => out.push((fields[1].to_owned(), fields[2].to_owned(), None)),
+            "ERR" => {
+                if let Some(last) = out.last_mut() {
+                    last.2 = fields
+                        .get(3)
+                        .map(|c| c.split('^').next().unwrap_or("").to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn a_real_mllp_client_sends_monitor_messages_that_land_as_observations_of_the_right_patient() {
+    let w = ward();
+    let data = w.data().to_owned();
+    for (id, mrn) in [
+        ("icu-1", "MRN10001"),
+        ("ward-7", "MRN20002"),
+        ("icu-3", "MRN30003"),
+        ("ed-4", "MRN40004"),
+    ] {
+        vigil(&[
+            "patient",
+            "add",
+            "--data-dir",
+            &data,
+            "--id",
+            id,
+            "--name",
+            "Test Patient",
+            "--mrn",
+            mrn,
+        ]);
+    }
+    // Senders named in MSH-3; MONITOR_GW is not a valid device id, so it is its serial.
+    vigil(&[
+        "device",
+        "add",
+        "--data-dir",
+        &data,
+        "--id",
+        "monitor-gw",
+        "--type",
+        "hl7-sender",
+        "--serial",
+        "MONITOR_GW",
+    ]);
+    vigil(&[
+        "device",
+        "add",
+        "--data-dir",
+        &data,
+        "--id",
+        "SPOTCHECK",
+        "--type",
+        "hl7-sender",
+    ]);
+    let server = Server::start_with(w.dir.path(), &["--mllp", "127.0.0.1:0"]);
+    let port = server.mllp_port.expect("the MLLP listener");
+
+    // Several messages on one connection, framed as the reference files are.
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-codecs/tests/data/hl7");
+    let mut stream = Vec::new();
+    for name in [
+        "oru_01_icu_periodic",
+        "oru_02_ward_spotcheck",
+        "oru_03_probe_off_fahrenheit",
+        "oru_04_v25_kpa_transport",
+        "bad_01_unsupported_version",
+        "bad_02_nm_decimal_comma",
+        "bad_03_obx_before_obr",
+    ] {
+        stream.extend(std::fs::read(samples.join(format!("{name}.mllp"))).unwrap());
+    }
+    let file = w.dir.path().join("messages.mllp");
+    std::fs::write(&file, &stream).unwrap();
+    let answers = acks(&mllp_send(port, &file));
+    let expected = [
+        ("AA", "ICU1-000001", None),
+        ("AA", "WARD-000417", None),
+        ("AA", "ICU3-002211", None),
+        // TRANSPORT_MON is not registered: refused, never guessed.
+        ("AR", "TRN-88812", Some("204")),
+        ("AR", "ICU1-000002", Some("203")),
+        ("AE", "WARD-000418", Some("102")),
+        ("AE", "ICU3-002212", Some("100")),
+    ];
+    assert_eq!(answers.len(), expected.len(), "{answers:?}");
+    for ((code, control, err), (want_code, want_control, want_err)) in answers.iter().zip(expected)
+    {
+        assert_eq!(
+            (code.as_str(), err.as_deref()),
+            (want_code, want_err),
+            "{control}"
+        );
+        assert_eq!(control, want_control);
+    }
+
+    // The ICU monitor's values, for the patient PID-3 named, under the equipment of OBX-18.
+    let icu = observations(&server, &w.token, "icu-1");
+    let value = |code: &str| {
+        icu.iter()
+            .find(|o| o["code"]["coding"][0]["code"] == code)
+            .unwrap_or_else(|| panic!("{code} in {icu:#?}"))
+            .clone()
+    };
+    assert_eq!(value("8867-4")["valueQuantity"]["value"], 88.0);
+    assert_eq!(
+        value("8867-4")["device"]["reference"],
+        "Device/0012340000000001"
+    );
+    let bp = value("85354-9");
+    assert_eq!(bp["component"][0]["valueQuantity"]["value"], 104.0);
+    assert_eq!(
+        icu.iter().filter(|o| o["status"] != "preliminary").count(),
+        0,
+        "OBX-11 R is preliminary"
+    );
+    // The probe-off SpO2 is "no value", and a technical alarm.
+    let probe_off = observations(&server, &w.token, "icu-3");
+    assert!(
+        probe_off
+            .iter()
+            .any(|o| o["code"]["coding"][0]["code"] == "59408-5"
+                && o["dataAbsentReason"]["coding"][0]["code"] == "error"
+                && o.get("valueQuantity").is_none())
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, alerts) = fhir_get(&server, &w.token, "/api/v1/alerts?patient=icu-3");
+        if alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["condition"] == "technical:sensor-off:spo2")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sensor-off alarm: {alerts}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing of a refused message is stored.
+    assert!(observations(&server, &w.token, "ed-4").is_empty());
+
+    // The sender is registered; the message resent is accepted; resent again, stored once.
+    vigil(&[
+        "device",
+        "add",
+        "--data-dir",
+        &data,
+        "--id",
+        "transport-mon",
+        "--type",
+        "hl7-sender",
+        "--serial",
+        "TRANSPORT_MON",
+    ]);
+    let one = w.dir.path().join("one.mllp");
+    std::fs::write(
+        &one,
+        std::fs::read(samples.join("oru_04_v25_kpa_transport.mllp")).unwrap(),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let answers = acks(&mllp_send(port, &one));
+        assert_eq!(answers[0].0, "AA", "{answers:?}");
+    }
+    let ed = observations(&server, &w.token, "ed-4");
+    assert!(!ed.is_empty());
+    let mut codes: Vec<&str> = ed
+        .iter()
+        .map(|o| o["code"]["coding"][0]["code"].as_str().unwrap())
+        .collect();
+    let n = codes.len();
+    codes.dedup();
+    assert_eq!(codes.len(), n, "stored once: {codes:?}");
 }

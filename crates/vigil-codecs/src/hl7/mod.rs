@@ -185,6 +185,8 @@ pub enum ErrorCode {
     UnsupportedEventCode,
     UnsupportedProcessingId,
     UnsupportedVersionId,
+    /// The message names something the receiver does not know (a sender, a patient).
+    UnknownKeyIdentifier,
     ApplicationInternalError,
 }
 
@@ -199,6 +201,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedEventCode => 201,
             ErrorCode::UnsupportedProcessingId => 202,
             ErrorCode::UnsupportedVersionId => 203,
+            ErrorCode::UnknownKeyIdentifier => 204,
             ErrorCode::ApplicationInternalError => 207,
         }
     }
@@ -213,6 +216,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedEventCode => "Unsupported event code",
             ErrorCode::UnsupportedProcessingId => "Unsupported processing id",
             ErrorCode::UnsupportedVersionId => "Unsupported version id",
+            ErrorCode::UnknownKeyIdentifier => "Unknown key identifier",
             ErrorCode::ApplicationInternalError => "Application internal error",
         }
     }
