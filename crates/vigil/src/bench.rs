@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Background readings per second for `--alarm-latency`.
     #[arg(long, default_value_t = 10_000)]
     pub background_rate: u32,
+    /// Instead of the MQTT comparison, measure HL7 v2 messages/s through MLLP (one connection
+    /// per `--devices`, ACK after commit).
+    #[arg(long)]
+    pub hl7: bool,
 }
 
 pub(crate) struct Reaped(pub(crate) Child);
@@ -143,6 +147,9 @@ fn print_report(name: &str, r: &LoadReport) {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.hl7 {
+        return crate::bench_hl7::run(args).await;
+    }
     if args.alarm_latency {
         return crate::bench_latency::run(args).await;
     }

@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod bench_alarms;
+mod bench_hl7;
 mod bench_latency;
 mod config;
 mod demo;
