@@ -1,6 +1,7 @@
 //! Bytes to model: decoders for what devices and integrations send. Pure and synchronous; every
 //! decoder has its bad cases tested and a fuzz target (`fuzz/`).
 
+pub mod ble;
 pub mod device_json;
 mod json;
 
