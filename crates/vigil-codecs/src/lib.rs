@@ -5,6 +5,10 @@ pub mod ble;
 pub mod device_json;
 mod json;
 
+pub use ble::{
+    BleAddress, BleError, Characteristic, CharacteristicValue, GatewayLimits, GatewayMessage,
+    Medfloat, decode_characteristic, decode_gateway_message,
+};
 pub use device_json::event::{EventError, decode_device_event};
 pub use device_json::{
     DecodeLimits, DecodedMessage, PayloadError, RejectReason, RejectedItem, TimestampError,

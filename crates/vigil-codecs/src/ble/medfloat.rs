@@ -222,7 +222,6 @@ const EXACT_POW10: [f64; 23] = [
 /// `mantissa × 10^exponent` as the nearest f64 when |mantissa| < 2⁵³ and |exponent| ≤ 22: one
 /// IEEE operation on two exact operands rounds once. Multiplying by 0.1 instead would round twice
 /// (36.7 would come out as 36.699999999999996).
-#[allow(dead_code)]
 pub(crate) fn decimal_to_f64(mantissa: i64, exponent: i32) -> f64 {
     let m = mantissa as f64;
     let k = exponent.unsigned_abs() as usize;
