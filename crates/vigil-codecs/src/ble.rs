@@ -82,7 +82,7 @@
 //! when unused.
 //!
 //! ## From values to readings
-//! Values become [`vigil_model::Measurement`]s in the measurand's canonical unit: kPa → mm[Hg],
+//! Values become [`vigil_model::Measurement`]s in the measurand's canonical unit: kPa → `mm[Hg]`,
 //! °F → Cel, lb → kg and in → cm with the model's exact factors (`converted-unit`); kg/L →
 //! mg/dL (× 10⁵), mol/L → mmol/L (× 10³, then the model's molar mass) and m → cm (× 10²) by
 //! moving the decimal exponent, also `converted-unit`. A value outside its measurand's plausible
@@ -153,12 +153,12 @@ pub use mapping::{AbsentCause, AbsentItem, MappedMeasurements, Timing};
 pub use medfloat::{Medfloat, Special, decode_float, decode_sfloat, encode_float, encode_sfloat};
 pub use reader::MAX_VALUE_LEN;
 
-use blood_pressure::BloodPressureMeasurement;
-use glucose::GlucoseMeasurement;
-use heart_rate::HeartRateMeasurement;
-use plx::{PlxContinuous, PlxSpotCheck};
-use temperature::TemperatureMeasurement;
-use weight::WeightMeasurement;
+pub use blood_pressure::BloodPressureMeasurement;
+pub use glucose::GlucoseMeasurement;
+pub use heart_rate::HeartRateMeasurement;
+pub use plx::{PlxContinuous, PlxSpotCheck};
+pub use temperature::TemperatureMeasurement;
+pub use weight::WeightMeasurement;
 
 /// The characteristics Vigil decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -217,10 +217,9 @@ impl Characteristic {
     pub(crate) fn supported_list() -> String {
         Self::ALL
             .iter()
-            .map(|c| format!("{:#06X} ({})", c.uuid16(), c.name()))
+            .map(|c| format!("0x{:04X} ({})", c.uuid16(), c.name()))
             .collect::<Vec<_>>()
             .join(", ")
-            .replace("0X", "0x")
     }
 }
 
