@@ -799,7 +799,7 @@ fn decode_battery(raw: &Json<'_>) -> Result<u8, RejectReason> {
 }
 
 /// Parses a time in either accepted form (see the module documentation).
-fn parse_time(raw: &Json<'_>) -> Result<Instant, TimestampError> {
+pub(crate) fn parse_time(raw: &Json<'_>) -> Result<Instant, TimestampError> {
     match raw {
         Json::String(text) => {
             let time = DateTime::parse_from_rfc3339(text)
@@ -834,7 +834,7 @@ fn parse_time(raw: &Json<'_>) -> Result<Instant, TimestampError> {
 }
 
 /// Why an object's members do not fit the expected set.
-enum FieldError {
+pub(crate) enum FieldError {
     Unknown {
         field: String,
         suggestion: Option<&'static str>,
@@ -857,7 +857,7 @@ impl FieldError {
 
 /// Sorts an object's members into the slots named by `names` (same order), refusing unknown and
 /// repeated names.
-fn collect_fields<'j, 'a, const N: usize>(
+pub(crate) fn collect_fields<'j, 'a, const N: usize>(
     members: &'j [(std::borrow::Cow<'a, str>, Json<'a>)],
     names: &[&'static str; N],
 ) -> Result<[Option<&'j Json<'a>>; N], FieldError> {
@@ -878,7 +878,7 @@ fn collect_fields<'j, 'a, const N: usize>(
 }
 
 /// A member that is `null` counts as absent.
-fn present<'j, 'a>(member: Option<&'j Json<'a>>) -> Option<&'j Json<'a>> {
+pub(crate) fn present<'j, 'a>(member: Option<&'j Json<'a>>) -> Option<&'j Json<'a>> {
     member.filter(|v| !v.is_null())
 }
 
@@ -931,7 +931,7 @@ fn sent_code(item: &Json<'_>) -> Option<String> {
 }
 
 /// A copy of a string from the message, cut to [`MAX_ECHO_BYTES`] at a character boundary.
-fn echo(s: &str) -> String {
+pub(crate) fn echo(s: &str) -> String {
     if s.len() <= MAX_ECHO_BYTES {
         return s.to_owned();
     }
@@ -977,7 +977,7 @@ fn edit_distance(a: &[u8], b: &[u8]) -> usize {
     row[b.len().min(32)]
 }
 
-fn utf8_error(bytes: &[u8], offset: usize) -> PayloadError {
+pub(crate) fn utf8_error(bytes: &[u8], offset: usize) -> PayloadError {
     let before = &bytes[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
     let line_start = before
@@ -991,7 +991,7 @@ fn utf8_error(bytes: &[u8], offset: usize) -> PayloadError {
     }
 }
 
-fn json_error(error: serde_json::Error) -> PayloadError {
+pub(crate) fn json_error(error: serde_json::Error) -> PayloadError {
     let (line, column) = (error.line(), error.column());
     let full = error.to_string();
     let suffix = format!(" at line {line} column {column}");
@@ -1003,12 +1003,12 @@ fn json_error(error: serde_json::Error) -> PayloadError {
     }
 }
 
-fn rfc3339(time: &Instant) -> String {
+pub(crate) fn rfc3339(time: &Instant) -> String {
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// A duration as seconds with milliseconds when they are not zero: "300 s", "300.001 s".
-fn duration(d: chrono::Duration) -> String {
+pub(crate) fn duration(d: chrono::Duration) -> String {
     let ms = i128::from(d.num_milliseconds());
     let sign = if ms < 0 { "-" } else { "" };
     let (secs, millis) = (ms.abs() / 1000, ms.abs() % 1000);
@@ -1023,7 +1023,7 @@ fn null_or_missing(sent_null: bool) -> &'static str {
     if sent_null { "null" } else { "missing" }
 }
 
-fn did_you_mean(suggestion: &Option<&'static str>) -> String {
+pub(crate) fn did_you_mean(suggestion: &Option<&'static str>) -> String {
     suggestion.map_or_else(String::new, |s| format!(" (did you mean {s:?}?)"))
 }
 

@@ -1,11 +1,16 @@
 //! Bytes to model: decoders for what devices and integrations send. Pure and synchronous; every
 //! decoder has its bad cases tested and a fuzz target (`fuzz/`).
 
+pub mod ble;
 pub mod device_json;
 pub mod hl7;
 mod json;
 pub mod mllp;
 
+pub use ble::{
+    BleAddress, BleError, Characteristic, CharacteristicValue, GatewayLimits, GatewayMessage,
+    Medfloat, decode_characteristic, decode_gateway_message,
+};
 pub use device_json::event::{EventError, decode_device_event};
 pub use device_json::{
     DecodeLimits, DecodedMessage, PayloadError, RejectReason, RejectedItem, TimestampError,
