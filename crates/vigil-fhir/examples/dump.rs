@@ -71,13 +71,15 @@ fn main() {
         model: Some("VM-9".into()),
         serial: Some("SN-77881".into()),
         firmware: Some("2.4.1".into()),
+        ble_address: None,
         battery_pct: Some(87),
         last_seen: Some(at(2)),
     };
-    let oximeter = Device::new(
+    let mut oximeter = Device::new(
         id::<DeviceId>("ox-7"),
         DeviceKind::new(DeviceKind::PULSE_OXIMETER),
     );
+    oximeter.ble_address = Some("C4:7C:8D:6A:11:02".into());
 
     let heart_rate = single(1, Measurand::HeartRate, 72.0);
     let (systolic, _) = to_canonical(Measurand::SystolicBp, 16.0, "kPa").expect("kPa is accepted");

@@ -28,6 +28,8 @@ pub const SYSTEM_PATIENT: &str = "urn:vigil:patient";
 pub const SYSTEM_MRN: &str = "urn:vigil:mrn";
 /// `Device.identifier.system` of the Vigil device id.
 pub const SYSTEM_DEVICE: &str = "urn:vigil:device";
+/// `Device.identifier.system` of a Bluetooth LE peripheral's device address (`C4:7C:8D:6A:11:02`).
+pub const SYSTEM_BLE_ADDRESS: &str = "urn:vigil:ble-address";
 /// Code system of Vigil's short observation names (`heart_rate`, `blood_pressure`), written as an
 /// extra coding of `Observation.code` so that `code=urn:vigil:code|…` finds what it names.
 pub const SYSTEM_CODE: &str = "urn:vigil:code";

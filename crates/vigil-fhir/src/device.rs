@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 use vigil_model::{Device, DeviceKind, PatientId};
 
 use crate::common::{
-    EXT_LAST_SEEN, MDC, SYSTEM_DEVICE, V2_0203, coding, instant, quantity, reference,
+    EXT_LAST_SEEN, MDC, SYSTEM_BLE_ADDRESS, SYSTEM_DEVICE, V2_0203, coding, instant, quantity,
+    reference,
 };
 
 /// An MDC device-type coding for the kinds whose code is verified (IEEE 11073-10101, and seen in
@@ -22,8 +23,9 @@ fn kind_coding(kind: &DeviceKind) -> Option<Value> {
 
 /// A device as FHIR R4 `Device`.
 ///
-/// - `identifier`: the Vigil id (system `urn:vigil:device`) and, when known, the serial number
-///   (type `SNO` of HL7 v2 table 0203, no system: serials are unique only per manufacturer).
+/// - `identifier`: the Vigil id (system `urn:vigil:device`), when known the serial number
+///   (type `SNO` of HL7 v2 table 0203, no system: serials are unique only per manufacturer), and
+///   for a Bluetooth LE peripheral its device address (system `urn:vigil:ble-address`).
 /// - `manufacturer`, `modelNumber`, `serialNumber`; `type.text` = the kind (plus an MDC coding
 ///   for kinds with a verified code); `version` = the firmware, typed `firmware`.
 /// - `patient`: the patient the device is bound to now, when the caller knows one.
@@ -38,6 +40,9 @@ pub fn device_to_fhir(d: &Device, patient: Option<&PatientId>) -> Value {
             "type": { "coding": [coding(V2_0203, "SNO", "Serial Number")] },
             "value": serial,
         }));
+    }
+    if let Some(address) = d.ble_address.as_deref() {
+        identifiers.push(json!({ "system": SYSTEM_BLE_ADDRESS, "value": address }));
     }
     let mut out = json!({
         "resourceType": "Device",
@@ -95,6 +100,7 @@ mod tests {
             model: Some("VM-9".into()),
             serial: Some("SN123".into()),
             firmware: Some("2.4.1".into()),
+            ble_address: None,
             battery_pct: Some(87),
             last_seen: Some(Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap()),
         }

@@ -23,6 +23,8 @@ impl DeviceKind {
     /// A system that sends HL7 v2 messages on behalf of its equipment (a monitor gateway or a
     /// central station); its id is what it writes in MSH-3.
     pub const HL7_SENDER: &'static str = "hl7-sender";
+    /// A phone app or bedside hub that relays Bluetooth LE health devices' readings.
+    pub const GATEWAY: &'static str = "gateway";
     /// Software that derives observations from others: Vigil's own NEWS2 scorer.
     pub const SOFTWARE: &'static str = "software";
 
@@ -42,6 +44,9 @@ pub struct Device {
     pub model: Option<String>,
     pub serial: Option<String>,
     pub firmware: Option<String>,
+    /// For a Bluetooth LE peripheral: its public or static random device address, in the
+    /// canonical upper-case colon form (`C4:7C:8D:6A:11:02`); gateways relay its data under it.
+    pub ble_address: Option<String>,
     /// Battery charge in percent (0–100), as last reported by the device.
     pub battery_pct: Option<u8>,
     /// When the device last delivered anything Vigil accepted.
@@ -57,6 +62,7 @@ impl Device {
             model: None,
             serial: None,
             firmware: None,
+            ble_address: None,
             battery_pct: None,
             last_seen: None,
         }

@@ -223,6 +223,9 @@ pub enum DeviceMessage {
     Readings,
     /// One event (`…/events`): a fall, a panic-button press, a sensor off.
     Event,
+    /// A gateway relaying one Bluetooth LE characteristic value (`vigil/v1/gateways/{id}/ble`):
+    /// stored under the peripheral registered with that address, not under the gateway.
+    Ble,
 }
 
 /// A whole message refused as unreadable; nothing of it was stored.
@@ -260,6 +263,63 @@ impl From<vigil_codecs::EventError> for Refusal {
     }
 }
 
+impl From<vigil_codecs::ble::BleError> for Refusal {
+    fn from(e: vigil_codecs::ble::BleError) -> Self {
+        Refusal {
+            kind: e.kind(),
+            too_large: matches!(
+                e,
+                vigil_codecs::ble::BleError::Envelope(vigil_codecs::PayloadError::TooLarge { .. })
+            ),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl Refusal {
+    fn new(kind: &'static str, reason: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            reason: reason.into(),
+            too_large: false,
+        }
+    }
+}
+
+/// The registered peripheral a gateway relays for; the gateway must be registered as one.
+async fn relayed_peripheral(
+    store: &Arc<dyn Store>,
+    gateway: &vigil_model::DeviceId,
+    address: String,
+) -> Result<vigil_model::DeviceId, MessageError> {
+    let (store, gateway) = (store.clone(), gateway.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        let is_gateway = store
+            .device(&gateway)?
+            .is_some_and(|d| d.kind.as_str() == vigil_model::DeviceKind::GATEWAY);
+        if !is_gateway {
+            return Ok(Err(Refusal::new(
+                "not_a_gateway",
+                "only a device registered as a gateway (--type gateway) may relay BLE readings",
+            )));
+        }
+        Ok(match store.device_by_ble_address(&address)? {
+            Some(peripheral) => Ok(peripheral.id),
+            None => Err(Refusal::new(
+                "unknown_peripheral",
+                format!(
+                    "no device is registered with BLE address {address}; register it with \
+                     `vigil device add --ble-address {address}` and bind it to its patient"
+                ),
+            )),
+        })
+    })
+    .await
+    .map_err(|_| MessageError::Ingest(IngestError::Stopped))?
+    .map_err(|e: StoreError| MessageError::Ingest(IngestError::Store(e)))?;
+    found.map_err(MessageError::Payload)
+}
+
 /// Why a device message was not taken at all.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -275,6 +335,7 @@ pub enum MessageError {
 /// the device JSON contracts (MQTT and HTTP). Returns once the accepted part is durable.
 pub async fn ingest_device_message(
     ingest: &Ingest,
+    store: &Arc<dyn Store>,
     limits: &vigil_codecs::DecodeLimits,
     source: &'static str,
     device: &vigil_model::DeviceId,
@@ -282,12 +343,35 @@ pub async fn ingest_device_message(
     payload: &[u8],
 ) -> Result<MessageReport, MessageError> {
     let received = chrono::Utc::now();
+    let mut device = device.clone();
     let decoded = match message {
         DeviceMessage::Readings => {
             vigil_codecs::decode_device_message(payload, received, limits).map_err(Refusal::from)
         }
         DeviceMessage::Event => {
             vigil_codecs::decode_device_event(payload, received, limits).map_err(Refusal::from)
+        }
+        DeviceMessage::Ble => {
+            let ble_limits = vigil_codecs::ble::GatewayLimits {
+                max_future_skew: limits.max_future_skew,
+                ..Default::default()
+            };
+            match vigil_codecs::ble::decode_gateway_message(payload, received, &ble_limits) {
+                Ok(relayed) => {
+                    match relayed_peripheral(store, &device, relayed.peripheral.to_string()).await {
+                        Ok(peripheral) => {
+                            device = peripheral;
+                            Ok(vigil_codecs::DecodedMessage {
+                                readings: relayed.readings,
+                                ..Default::default()
+                            })
+                        }
+                        Err(MessageError::Payload(refusal)) => Err(refusal),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => Err(Refusal::from(e)),
+            }
         }
     };
     let decoded = match decoded {
@@ -319,7 +403,7 @@ pub async fn ingest_device_message(
     }
     let submission = Submission {
         patient: None,
-        device: device.clone(),
+        device,
         received,
         readings: decoded.readings,
         waveforms: decoded.waveforms,

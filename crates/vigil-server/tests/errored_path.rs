@@ -57,6 +57,9 @@ impl Store for FlakyStore {
     fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
         self.inner.device(id)
     }
+    fn device_by_ble_address(&self, address: &str) -> Result<Option<Device>, StoreError> {
+        self.inner.device_by_ble_address(address)
+    }
     fn device_secret(&self, id: &DeviceId) -> Result<Option<SecretHash>, StoreError> {
         self.inner.device_secret(id)
     }

@@ -415,6 +415,7 @@ pub fn device_registry(store: &dyn Store) {
         model: Some("OX-9".into()),
         serial: Some("SN-0001".into()),
         firmware: Some("2.4.1".into()),
+        ble_address: Some("C4:7C:8D:6A:11:02".into()),
         battery_pct: Some(80),
         last_seen: Some(t(9, 0, 0) + us(123_456)),
     };
@@ -438,6 +439,20 @@ pub fn device_registry(store: &dyn Store) {
         "a refused device changes nothing"
     );
     assert_eq!(store.device(&did("ghost")).unwrap(), None);
+
+    // A BLE address finds its device, and names at most one.
+    assert_eq!(
+        store.device_by_ble_address("C4:7C:8D:6A:11:02").unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(
+        store.device_by_ble_address("C4:7C:8D:6A:11:03").unwrap(),
+        None
+    );
+    let mut twin = Device::new(did("cuff-2"), DeviceKind::new(DeviceKind::BP_MONITOR));
+    twin.ble_address = full.ble_address.clone();
+    expect_already_exists(store.create_device(&twin, &secret(3)), "same BLE address");
+    assert_eq!(store.device(&did("cuff-2")).unwrap(), None);
     assert_eq!(store.device_secret(&did("ghost")).unwrap(), None);
 }
 

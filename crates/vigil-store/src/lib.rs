@@ -258,6 +258,8 @@ pub trait Store: Send + Sync + 'static {
     fn create_device(&self, device: &Device, secret: &SecretHash) -> Result<(), StoreError>;
     fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError>;
     fn device_secret(&self, id: &DeviceId) -> Result<Option<SecretHash>, StoreError>;
+    /// The device registered with this BLE address (canonical upper-case colon form).
+    fn device_by_ble_address(&self, address: &str) -> Result<Option<Device>, StoreError>;
     /// Ordered by id.
     fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<Device>, StoreError>;
 

@@ -679,8 +679,8 @@ fn query_patients(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<
 // ---------------------------------------------------------------------------------------------
 // Devices
 
-const DEVICE_COLUMNS: &str =
-    "d.id, d.kind, d.manufacturer, d.model, d.serial, d.firmware, d.battery_pct, d.last_seen_us";
+const DEVICE_COLUMNS: &str = "d.id, d.kind, d.manufacturer, d.model, d.serial, d.firmware, d.battery_pct, d.last_seen_us, \
+     d.ble_address";
 
 fn device_from_row(row: &Row<'_>) -> Result<Device, Fail> {
     let id: String = row.get(0)?;
@@ -693,6 +693,7 @@ fn device_from_row(row: &Row<'_>) -> Result<Device, Fail> {
         model: row.get(3)?,
         serial: row.get(4)?,
         firmware: row.get(5)?,
+        ble_address: row.get(8)?,
         battery_pct: row.get(6)?,
         last_seen: last_seen
             .map(|us| {
@@ -1434,9 +1435,14 @@ impl Store for SqliteStore {
             if exists(tx, "SELECT 1 FROM devices WHERE id = ?1", device.id.as_str())? {
                 return Err(StoreError::AlreadyExists { what: "device", id: device.id.to_string() }.into());
             }
+            if let Some(address) = &device.ble_address
+                && exists(tx, "SELECT 1 FROM devices WHERE ble_address = ?1", address)?
+            {
+                return Err(StoreError::AlreadyExists { what: "device with BLE address", id: address.clone() }.into());
+            }
             tx.prepare_cached(
-                "INSERT INTO devices (id, kind, manufacturer, model, serial, firmware, battery_pct, last_seen_us, secret_hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO devices (id, kind, manufacturer, model, serial, firmware, battery_pct, last_seen_us, secret_hash, ble_address) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 device.id.as_str(),
@@ -1448,6 +1454,7 @@ impl Store for SqliteStore {
                 device.battery_pct,
                 device.last_seen.map(micros),
                 &secret[..],
+                device.ble_address,
             ])?;
             cache.clear();
             Ok(())
@@ -1460,6 +1467,16 @@ impl Store for SqliteStore {
                 "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.id = ?1"
             ))?;
             let mut rows = stmt.query([id.as_str()])?;
+            rows.next()?.map(device_from_row).transpose()
+        })
+    }
+
+    fn device_by_ble_address(&self, address: &str) -> Result<Option<Device>, StoreError> {
+        self.read("finding a device by BLE address", |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.ble_address = ?1"
+            ))?;
+            let mut rows = stmt.query([address])?;
             rows.next()?.map(device_from_row).transpose()
         })
     }

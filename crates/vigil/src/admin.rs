@@ -58,6 +58,10 @@ pub enum DeviceCommand {
         model: Option<String>,
         #[arg(long)]
         serial: Option<String>,
+        /// A Bluetooth LE peripheral's device address (e.g. C4:7C:8D:6A:11:02): gateways relay
+        /// its readings under it.
+        #[arg(long, value_name = "ADDRESS")]
+        ble_address: Option<String>,
     },
     /// Bind a device to a patient from now on (ends its current binding).
     Bind {
@@ -146,6 +150,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             manufacturer,
             model,
             serial,
+            ble_address,
         } => {
             let id = DeviceId::new(id).context("invalid device id")?;
             if vigil_model::is_reserved_device_id(id.as_str()) {
@@ -167,6 +172,13 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             device.manufacturer = manufacturer;
             device.model = model;
             device.serial = serial;
+            device.ble_address = ble_address
+                .map(|a| {
+                    a.parse::<vigil_codecs::ble::BleAddress>()
+                        .map(|a| a.to_string())
+                        .map_err(|e| anyhow::anyhow!("--ble-address: {e}"))
+                })
+                .transpose()?;
             let secret = auth::new_device_secret();
             store.create_device(&device, &auth::hash_device_secret(&secret))?;
             if let Some(p) = &patient {

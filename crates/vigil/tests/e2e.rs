@@ -1700,3 +1700,174 @@ fn a_real_mllp_client_sends_monitor_messages_that_land_as_observations_of_the_ri
     codes.dedup();
     assert_eq!(codes.len(), n, "stored once: {codes:?}");
 }
+
+fn post_ble(server: &Server, gateway: &str, secret: &str, body: &Value) -> (u16, Value) {
+    let resp = client()
+        .post(format!("{}/api/v1/gateways/{gateway}/ble", server.http))
+        .basic_auth(gateway, Some(secret))
+        .json(body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_ble_cuff_relayed_by_a_gateway_lands_as_the_bound_patients_blood_pressure() {
+    let w = ward();
+    let data = w.data().to_owned();
+    let gateway = |id: &str| {
+        vigil(&[
+            "device",
+            "add",
+            "--data-dir",
+            &data,
+            "--id",
+            id,
+            "--type",
+            "gateway",
+        ])
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+    let phone = gateway("phone-1");
+    // The cuff: registered by its address (given in lower case; stored canonical), bound to p1.
+    vigil(&[
+        "device",
+        "add",
+        "--data-dir",
+        &data,
+        "--id",
+        "cuff-1",
+        "--type",
+        "bp-monitor",
+        "--patient",
+        "p1",
+        "--since",
+        "2025-11-01T00:00:00Z",
+        "--ble-address",
+        "c4:7c:8d:6a:11:02",
+    ]);
+    let monitor = w.add_device("mon-1", "p2");
+    let server = Server::start(w.dir.path());
+
+    // Blood Pressure Measurement 0x2A35: flags 0 (mmHg, nothing optional), systolic 114,
+    // diastolic 78, MAP 90, each an SFLOAT with exponent 0.
+    let ts = chrono_now_ms() - 5_000;
+    let relay = json!({"ts": ts, "peripheral": "C4:7C:8D:6A:11:02", "characteristic": "2a35",
+                       "data": "0072004e005a00"})
+    .to_string();
+    let out = mosquitto_pub(
+        server.mqtt_port,
+        "phone-1",
+        &phone,
+        "vigil/v1/gateways/phone-1/ble",
+        &relay,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let bp = loop {
+        let found = observations(&server, &w.token, "p1")
+            .into_iter()
+            .find(|o| o["code"]["coding"][0]["code"] == "85354-9");
+        if let Some(bp) = found {
+            break bp;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relayed reading did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        bp["device"]["reference"], "Device/cuff-1",
+        "stored under the peripheral"
+    );
+    let parts: Vec<(String, f64)> = bp["component"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["code"]["coding"][0]["code"].as_str().unwrap().to_owned(),
+                c["valueQuantity"]["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("8480-6".to_owned(), 114.0),
+            ("8462-4".to_owned(), 78.0),
+            ("8478-0".to_owned(), 90.0)
+        ]
+    );
+    let (_, cuff) = fhir_get(&server, &w.token, "/fhir/Device/cuff-1");
+    assert!(
+        cuff["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["system"] == "urn:vigil:ble-address" && i["value"] == "C4:7C:8D:6A:11:02"),
+        "{cuff}"
+    );
+
+    // Refused with a reason: an unregistered peripheral, a device that is not a gateway, a
+    // truncated value.
+    let (status, body) = post_ble(
+        &server,
+        "phone-1",
+        &phone,
+        &json!({"peripheral": "C4:7C:8D:6A:11:09", "characteristic": "2a35", "data": "0072004e005a00"}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("unknown_peripheral"),
+        "{body}"
+    );
+    let (status, body) = post_ble(
+        &server,
+        "mon-1",
+        &monitor,
+        &json!({"peripheral": "C4:7C:8D:6A:11:02", "characteristic": "2a35", "data": "0072004e005a00"}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["type"].as_str().unwrap().ends_with("not_a_gateway"),
+        "{body}"
+    );
+    let (status, body) = post_ble(
+        &server,
+        "phone-1",
+        &phone,
+        &json!({"peripheral": "C4:7C:8D:6A:11:02", "characteristic": "2a35", "data": "0072004e00"}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["type"].as_str().unwrap().ends_with("truncated"),
+        "{body}"
+    );
+    // The same relay again (a gateway reconnecting) is stored once.
+    let (status, body) = post_ble(
+        &server,
+        "phone-1",
+        &phone,
+        &serde_json::from_str(&relay).unwrap(),
+    );
+    assert_eq!(
+        (status, body["duplicates"].as_u64()),
+        (202, Some(1)),
+        "{body}"
+    );
+}

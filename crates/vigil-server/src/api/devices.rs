@@ -73,6 +73,16 @@ pub async fn post_readings(
     post_message(state, device_id, headers, body, DeviceMessage::Readings).await
 }
 
+/// `POST /api/v1/gateways/{gateway_id}/ble`: the HTTP twin of the MQTT BLE relay topic.
+pub async fn post_ble(
+    State(state): State<Arc<AppState>>,
+    Path(device_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    post_message(state, device_id, headers, body, DeviceMessage::Ble).await
+}
+
 /// `POST /api/v1/devices/{device_id}/events`: the HTTP twin of the MQTT events topic.
 pub async fn post_event(
     State(state): State<Arc<AppState>>,
@@ -134,6 +144,7 @@ async fn post_message(
     };
     match pipeline::ingest_device_message(
         &state.ingest,
+        &state.store,
         &state.limits,
         "http",
         &device,

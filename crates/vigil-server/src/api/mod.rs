@@ -47,6 +47,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/api/v1/devices/{device_id}/obs",
             post(devices::post_readings),
         )
+        .route("/api/v1/gateways/{device_id}/ble", post(devices::post_ble))
         .route(
             "/api/v1/devices/{device_id}/events",
             post(devices::post_event),

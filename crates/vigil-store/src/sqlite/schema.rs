@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -216,6 +216,13 @@ ON CONFLICT (id) DO NOTHING;
 
 -- The last observation id the surveillance engine has evaluated (0: none).
 INSERT INTO store_meta (key, value) VALUES ('surveillance_position', 0);
+"#;
+
+/// Bluetooth LE peripherals are found by their device address when a gateway relays their data;
+/// an address names at most one device.
+const V4: &str = r#"
+ALTER TABLE devices ADD COLUMN ble_address TEXT;
+CREATE UNIQUE INDEX devices_ble_address ON devices (ble_address) WHERE ble_address IS NOT NULL;
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.

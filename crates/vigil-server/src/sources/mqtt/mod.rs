@@ -458,17 +458,20 @@ impl Connection {
                     _ => topic,
                 };
                 match topics::classify_publish(self.device.as_str(), &topic) {
-                    target @ (PublishTarget::OwnReadings | PublishTarget::OwnEvents) => {
+                    target @ (PublishTarget::OwnReadings
+                    | PublishTarget::OwnEvents
+                    | PublishTarget::OwnGatewayBle) => {
                         let ctx = ctx.clone();
                         let device = self.device.clone();
-                        let message = if target == PublishTarget::OwnEvents {
-                            DeviceMessage::Event
-                        } else {
-                            DeviceMessage::Readings
+                        let message = match target {
+                            PublishTarget::OwnEvents => DeviceMessage::Event,
+                            PublishTarget::OwnGatewayBle => DeviceMessage::Ble,
+                            _ => DeviceMessage::Readings,
                         };
                         inflight.push_back(Box::pin(async move {
                             let outcome = pipeline::ingest_device_message(
                                 &ctx.ingest,
+                                &ctx.store,
                                 &ctx.limits,
                                 "mqtt",
                                 &device,

@@ -3,6 +3,7 @@
 //! ```text
 //! vigil/v1/devices/{device_id}/obs      device → Vigil   readings (the payload contract)
 //! vigil/v1/devices/{device_id}/events   device → Vigil   events: fall, panic, sensor off
+//! vigil/v1/gateways/{gateway_id}/ble    gateway → Vigil  relayed Bluetooth LE characteristic values
 //! vigil/v1/devices/{device_id}/errors   Vigil → device   why something was refused
 //! vigil/v1/devices/{device_id}/cmd      Vigil → device   commands (reminders, configuration)
 //! ```
@@ -10,6 +11,7 @@
 //! own subtree.
 
 pub const PREFIX: &str = "vigil/v1/devices/";
+pub const GATEWAY_PREFIX: &str = "vigil/v1/gateways/";
 
 pub fn obs_topic(device: &str) -> String {
     format!("{PREFIX}{device}/obs")
@@ -30,6 +32,8 @@ pub enum PublishTarget {
     OwnReadings,
     /// Its own events topic.
     OwnEvents,
+    /// Its own BLE relay topic (for a device registered as a gateway).
+    OwnGatewayBle,
     /// Its own subtree, but not a topic a device writes to.
     OwnReadOnly,
     /// Anything else: another device's topic or outside the tree.
@@ -37,6 +41,13 @@ pub enum PublishTarget {
 }
 
 pub fn classify_publish(device: &str, topic: &str) -> PublishTarget {
+    if topic
+        .strip_prefix(GATEWAY_PREFIX)
+        .and_then(|rest| rest.strip_prefix(device))
+        == Some("/ble")
+    {
+        return PublishTarget::OwnGatewayBle;
+    }
     match topic
         .strip_prefix(PREFIX)
         .and_then(|rest| rest.strip_prefix(device))
