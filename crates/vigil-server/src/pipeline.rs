@@ -58,6 +58,47 @@ struct Job {
 #[derive(Clone)]
 pub struct Ingest {
     tx: mpsc::Sender<Job>,
+    refusals: RefusalLog,
+}
+
+/// Refused messages on their way to the store's refusal log (best effort, bounded: a flood of bad
+/// messages must not slow ingest down; what does not fit is counted and dropped).
+#[derive(Clone)]
+pub struct RefusalLog {
+    tx: std::sync::mpsc::SyncSender<vigil_store::RefusedMessage>,
+}
+
+/// Refused messages waiting to be written; beyond this they are dropped (and counted).
+const REFUSAL_QUEUE: usize = 1024;
+
+impl RefusalLog {
+    fn start(store: Arc<dyn Store>) -> std::io::Result<RefusalLog> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<vigil_store::RefusedMessage>(REFUSAL_QUEUE);
+        thread::Builder::new()
+            .name("vigil-refusal-log".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = store.record_refusals(&batch) {
+                        tracing::warn!(error = %e, refusals = batch.len(), "refused messages could not be logged");
+                    }
+                }
+            })?;
+        Ok(RefusalLog { tx })
+    }
+
+    /// Queues a refused message for the log; never blocks.
+    pub fn keep(&self, refusal: vigil_store::RefusedMessage) {
+        if self.tx.try_send(refusal).is_err() {
+            telemetry::refusal_not_logged();
+        }
+    }
 }
 
 /// Joins the writer thread once every [`Ingest`] handle is dropped and the queue is drained.
@@ -90,11 +131,12 @@ impl Ingest {
         on_commit: Option<CommitHook>,
     ) -> std::io::Result<(Ingest, IngestWriter)> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let refusals = RefusalLog::start(store.clone())?;
         let thread = thread::Builder::new()
             .name("vigil-ingest-writer".into())
             .spawn(move || writer_loop(store, rx, config.max_batch_readings.max(1), on_commit))?;
         Ok((
-            Ingest { tx },
+            Ingest { tx, refusals },
             IngestWriter {
                 thread: Some(thread),
             },
@@ -122,6 +164,11 @@ impl Ingest {
     }
 
     /// Submissions waiting for the writer (for readiness and metrics).
+    /// Where sources keep the messages they refuse.
+    pub fn refusals(&self) -> &RefusalLog {
+        &self.refusals
+    }
+
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
@@ -343,6 +390,7 @@ pub async fn ingest_device_message(
     payload: &[u8],
 ) -> Result<MessageReport, MessageError> {
     let received = chrono::Utc::now();
+    let sender = device.clone();
     let mut device = device.clone();
     let decoded = match message {
         DeviceMessage::Readings => {
@@ -358,7 +406,7 @@ pub async fn ingest_device_message(
             };
             match vigil_codecs::ble::decode_gateway_message(payload, received, &ble_limits) {
                 Ok(relayed) => {
-                    match relayed_peripheral(store, &device, relayed.peripheral.to_string()).await {
+                    match relayed_peripheral(store, &sender, relayed.peripheral.to_string()).await {
                         Ok(peripheral) => {
                             device = peripheral;
                             Ok(vigil_codecs::DecodedMessage {
@@ -374,10 +422,22 @@ pub async fn ingest_device_message(
             }
         }
     };
+    let keep = |kind: &str, reason: String, whole: bool| {
+        ingest.refusals().keep(vigil_store::RefusedMessage {
+            at: received,
+            source: source.to_owned(),
+            device: Some(sender.clone()),
+            kind: kind.to_owned(),
+            reason,
+            payload: payload[..payload.len().min(vigil_store::REFUSED_PAYLOAD_MAX)].to_vec(),
+            whole,
+        })
+    };
     let decoded = match decoded {
         Ok(decoded) => decoded,
         Err(refusal) => {
             telemetry::message_rejected(source, refusal.kind);
+            keep(refusal.kind, refusal.reason.clone(), true);
             return Err(refusal.into());
         }
     };
@@ -394,7 +454,20 @@ pub async fn ingest_device_message(
             }
         })
         .collect();
+    let keep_rejections = |rejected: &[Rejection], whole: bool| {
+        if let Some(first) = rejected.first() {
+            let reasons: Vec<String> = rejected
+                .iter()
+                .map(|r| match &r.pointer {
+                    Some(p) => format!("{p}: {}", r.reason),
+                    None => r.reason.clone(),
+                })
+                .collect();
+            keep(first.kind, reasons.join("; "), whole);
+        }
+    };
     if decoded.readings.is_empty() && decoded.waveforms.is_empty() {
+        keep_rejections(&rejected, true);
         return Ok(MessageReport {
             accepted: 0,
             duplicates: 0,
@@ -449,6 +522,7 @@ pub async fn ingest_device_message(
     }
     telemetry::readings_accepted(source, report.accepted as u64);
     telemetry::readings_duplicate(source, report.duplicates as u64);
+    keep_rejections(&rejected, report.accepted + report.duplicates == 0);
     report.rejected = rejected;
     Ok(report)
 }

@@ -10,6 +10,7 @@ pub const READINGS_ACCEPTED: &str = "vigil_readings_accepted_total";
 pub const READINGS_REJECTED: &str = "vigil_readings_rejected_total";
 pub const READINGS_DUPLICATE: &str = "vigil_readings_duplicate_total";
 pub const MESSAGES_REJECTED: &str = "vigil_messages_rejected_total";
+pub const REFUSALS_NOT_LOGGED: &str = "vigil_refusals_not_logged_total";
 pub const COMMIT_SECONDS: &str = "vigil_store_commit_seconds";
 pub const COMMIT_BATCH: &str = "vigil_store_commit_batch_items";
 pub const COMMIT_FAILURES: &str = "vigil_store_commit_failures_total";
@@ -59,6 +60,10 @@ fn describe() {
     metrics::describe_counter!(
         MESSAGES_REJECTED,
         "Whole messages refused, by source and reason."
+    );
+    metrics::describe_counter!(
+        REFUSALS_NOT_LOGGED,
+        "Refused messages not kept in the refusal log because its queue was full."
     );
     metrics::describe_histogram!(
         COMMIT_SECONDS,
@@ -123,4 +128,9 @@ pub fn http_auth_refused(reason: &'static str) {
 
 pub fn devices_connected(delta: f64) {
     gauge!(DEVICES_CONNECTED).increment(delta);
+}
+
+/// A refused message could not be queued for the refusal log (the queue was full).
+pub fn refusal_not_logged() {
+    counter!(REFUSALS_NOT_LOGGED).increment(1);
 }

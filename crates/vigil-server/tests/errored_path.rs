@@ -168,6 +168,18 @@ impl Store for FlakyStore {
     fn prune_stream_events(&self, older_than: vigil_model::Instant) -> Result<u64, StoreError> {
         self.inner.prune_stream_events(older_than)
     }
+    fn record_refusals(&self, refusals: &[vigil_store::RefusedMessage]) -> Result<(), StoreError> {
+        self.inner.record_refusals(refusals)
+    }
+    fn refusals(
+        &self,
+        query: &vigil_store::RefusalQuery,
+    ) -> Result<Vec<vigil_store::StoredRefusal>, StoreError> {
+        self.inner.refusals(query)
+    }
+    fn prune_refusals(&self, older_than: vigil_model::Instant) -> Result<u64, StoreError> {
+        self.inner.prune_refusals(older_than)
+    }
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
         self.inner.patient_settings(patient)
     }

@@ -672,3 +672,58 @@ async fn operator_endpoints_answer() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn refused_messages_are_kept_with_their_reason_for_administrators_only() {
+    let api = Api::new();
+    let secret = register(api.store.as_ref(), "p1", "mon-1");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("mon-1:{secret}"));
+    // Refused whole (not JSON), and in part (one implausible reading beside a good one).
+    for body in [
+        "{not json".to_owned(),
+        r#"{"ts":1748736000000,"obs":[{"code":"heart_rate","value":70},{"code":"spo2","value":140}]}"#
+            .to_owned(),
+    ] {
+        api.call(
+            "POST",
+            "/api/v1/devices/mon-1/obs",
+            Some(&format!("Basic {basic}")),
+            Some(body),
+        )
+        .await;
+    }
+    eventually("two refusals in the log", || {
+        let n = api
+            .store
+            .refusals(&vigil_store::RefusalQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .len();
+        (n == 2).then_some(())
+    })
+    .await;
+    let admin = api.token(Role::Admin, "ops");
+    let reply = api.get("/api/v1/refused?device=mon-1", &admin).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let refused = reply.body["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 2);
+    // Newest first: the partly refused message.
+    assert_eq!(refused[0]["kind"], "implausible_value");
+    assert_eq!(refused[0]["whole"], false);
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("/obs/1: ")
+    );
+    assert_eq!(refused[0]["source"], "http");
+    assert_eq!(refused[1]["kind"], "not_json");
+    assert_eq!(refused[1]["whole"], true);
+    assert_eq!(refused[1]["payload"], "{not json");
+    let only_http = api.get("/api/v1/refused?source=mqtt", &admin).await;
+    assert!(only_http.body["refused"].as_array().unwrap().is_empty());
+    let reply = api.get("/api/v1/refused", &api.clinician()).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}

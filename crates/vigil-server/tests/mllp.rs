@@ -123,6 +123,25 @@ async fn an_unknown_patient_is_refused_with_ae_and_nothing_is_stored() {
     );
     assert!(ack.contains("PID^1^3"), "{ack}");
     assert!(stored(store.as_ref(), "0012340000000001").is_empty());
+    // Kept for the administrator, with its reason and the message as received.
+    let logged = eventually("the refusal in the log", || {
+        store
+            .refusals(&vigil_store::RefusalQuery {
+                source: Some("mllp".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .pop()
+    })
+    .await;
+    assert_eq!(logged.message.kind, "unknown_patient");
+    assert!(
+        logged.message.reason.contains("204"),
+        "{}",
+        logged.message.reason
+    );
+    assert!(logged.message.payload.starts_with(b"MSH|"));
     // The connection stays usable.
     stream
         .write_all(&framed(&sample("oru_01_icu_periodic")))

@@ -85,6 +85,10 @@ pub const ALL: &[(&str, Check)] = &[
         "a_named_patient_overrides_the_binding",
         a_named_patient_overrides_the_binding,
     ),
+    (
+        "refused_messages_are_kept_newest_first",
+        refused_messages_are_kept_newest_first,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -2682,5 +2686,83 @@ pub fn a_named_patient_overrides_the_binding(store: &dyn Store) {
     assert_eq!(
         outcomes[4].readings[0],
         Outcome::Duplicate(stored_id(outcomes[0].readings[0]))
+    );
+}
+
+/// Refused messages are kept with their reason and (cut) payload, newest first, filtered by source
+/// and device, paged by id, and pruned by time.
+pub fn refused_messages_are_kept_newest_first(store: &dyn Store) {
+    let refusal =
+        |n: u32, source: &str, device: Option<&str>, payload: Vec<u8>| crate::RefusedMessage {
+            at: t(9, n, 0),
+            source: source.to_owned(),
+            device: device.map(did),
+            kind: format!("kind_{n}"),
+            reason: format!("reason {n}"),
+            payload,
+            whole: n.is_multiple_of(2),
+        };
+    let big = vec![b'x'; crate::REFUSED_PAYLOAD_MAX + 100];
+    store
+        .record_refusals(&[
+            refusal(0, "mqtt", Some("mon-1"), b"{}".to_vec()),
+            refusal(1, "http", Some("mon-2"), big),
+            refusal(2, "mllp", None, b"MSH|".to_vec()),
+            refusal(3, "mqtt", Some("mon-1"), Vec::new()),
+        ])
+        .unwrap();
+    let all = store
+        .refusals(&crate::RefusalQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let kinds: Vec<&str> = all.iter().map(|r| r.message.kind.as_str()).collect();
+    assert_eq!(kinds, ["kind_3", "kind_2", "kind_1", "kind_0"]);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    assert_eq!(all[1].message.device, None);
+    assert_eq!(
+        all[2].message.payload.len(),
+        crate::REFUSED_PAYLOAD_MAX,
+        "cut to the limit"
+    );
+    assert_eq!(
+        all[3].message,
+        refusal(0, "mqtt", Some("mon-1"), b"{}".to_vec())
+    );
+    let mon1 = store
+        .refusals(&crate::RefusalQuery {
+            device: Some(did("mon-1")),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(mon1.len(), 2);
+    let mllp = store
+        .refusals(&crate::RefusalQuery {
+            source: Some("mllp".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(mllp.len(), 1);
+    let page = store
+        .refusals(&crate::RefusalQuery {
+            before: Some(all[1].id),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page[0].id, all[2].id);
+    assert_eq!(store.prune_refusals(t(9, 2, 0)).unwrap(), 2);
+    assert_eq!(
+        store
+            .refusals(&crate::RefusalQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+        2
     );
 }

@@ -212,6 +212,44 @@ pub struct NewStreamEvent {
 }
 
 /// The storage interface every backend implements with the same behaviour.
+/// The most bytes of a refused message's payload kept with it.
+pub const REFUSED_PAYLOAD_MAX: usize = 8 * 1024;
+
+/// A device message Vigil refused (whole or in part), kept with its reason so that an
+/// administrator can see why data did not arrive: nothing is silently stuck between stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedMessage {
+    pub at: Instant,
+    /// `mqtt`, `http`, `mllp`.
+    pub source: String,
+    /// The authenticated sender, when known.
+    pub device: Option<DeviceId>,
+    /// The first (or only) reason's stable kind, e.g. `unknown_code`.
+    pub kind: String,
+    /// Every reason, in words (may quote the message: admin-only).
+    pub reason: String,
+    /// The payload as received, cut to [`REFUSED_PAYLOAD_MAX`] bytes.
+    pub payload: Vec<u8>,
+    /// The whole message was refused (`true`) or only some of its items.
+    pub whole: bool,
+}
+
+/// A stored [`RefusedMessage`] with its log position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRefusal {
+    pub id: u64,
+    pub message: RefusedMessage,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RefusalQuery {
+    pub source: Option<String>,
+    pub device: Option<DeviceId>,
+    /// Only entries with an id below this (paging, newest first).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
 /// A NEWS2 assessment to record in the observation log, under Vigil's scorer device
 /// ([`vigil_model::NEWS2_SCORER`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -373,6 +411,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The patient's surveillance settings (the caller's JSON, verbatim); `None` if none were
     /// stored; `NotFound` if there is no such patient.
+    /// Keeps refused messages (payloads cut to [`REFUSED_PAYLOAD_MAX`]).
+    fn record_refusals(&self, refusals: &[RefusedMessage]) -> Result<(), StoreError>;
+    /// Refused messages, newest first.
+    fn refusals(&self, query: &RefusalQuery) -> Result<Vec<StoredRefusal>, StoreError>;
+    /// Retention: deletes refused messages older than `older_than`; returns how many.
+    fn prune_refusals(&self, older_than: Instant) -> Result<u64, StoreError>;
+
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError>;
     /// Replaces the patient's surveillance settings; durable on return. `NotFound` if there is no
     /// such patient.

@@ -40,9 +40,9 @@ use vigil_model::{
 
 use crate::{
     ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceQuery,
-    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, ScoreRecord, SecretHash, StepWritten,
-    Store, StoreError, StoreStats, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
-    WaveformQuery,
+    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, RefusalQuery, RefusedMessage,
+    ScoreRecord, SecretHash, StepWritten, Store, StoreError, StoreStats, StoredRefusal,
+    StreamEvent, Submission, SubmissionOutcome, SurveillanceStep, WaveformQuery,
 };
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
@@ -1970,6 +1970,92 @@ impl Store for SqliteStore {
         self.write("pruning stream events", |tx, _| {
             let deleted = tx
                 .prepare_cached("DELETE FROM stream_events WHERE at_us < ?1")?
+                .execute([micros(older_than)])?;
+            Ok(deleted as u64)
+        })
+    }
+
+    fn record_refusals(&self, refusals: &[RefusedMessage]) -> Result<(), StoreError> {
+        if refusals.is_empty() {
+            return Ok(());
+        }
+        self.write("recording refused messages", |tx, _| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO refused_messages (at_us, source, device, kind, reason, payload, whole) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in refusals {
+                let payload = &r.payload[..r.payload.len().min(crate::REFUSED_PAYLOAD_MAX)];
+                insert.execute(params![
+                    micros(r.at),
+                    r.source,
+                    r.device.as_ref().map(|d| d.as_str()),
+                    r.kind,
+                    r.reason,
+                    payload,
+                    r.whole,
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn refusals(&self, query: &RefusalQuery) -> Result<Vec<StoredRefusal>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read("reading refused messages", |tx| {
+            let mut sql = String::from(
+                "SELECT id, at_us, source, device, kind, reason, payload, whole \
+                 FROM refused_messages WHERE 1 = 1",
+            );
+            let mut args: Vec<Value> = Vec::new();
+            if let Some(source) = &query.source {
+                sql.push_str(" AND source = ?");
+                args.push(Value::Text(source.clone()));
+            }
+            if let Some(device) = &query.device {
+                sql.push_str(" AND device = ?");
+                args.push(Value::Text(device.to_string()));
+            }
+            if let Some(before) = query.before {
+                sql.push_str(" AND id < ?");
+                args.push(Value::Integer(i64::try_from(before).unwrap_or(i64::MAX)));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(Value::Integer(limit_value(query.limit)));
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let at: i64 = row.get(1)?;
+                let device: Option<String> = row.get(3)?;
+                out.push(StoredRefusal {
+                    id: stored_u64(id, "refusal id")?,
+                    message: RefusedMessage {
+                        at: instant(at)
+                            .ok_or_else(|| corrupt("a refused message's time is out of range"))?,
+                        source: row.get(2)?,
+                        device: device
+                            .map(DeviceId::new)
+                            .transpose()
+                            .map_err(|_| corrupt("a refused message's device id is invalid"))?,
+                        kind: row.get(4)?,
+                        reason: row.get(5)?,
+                        payload: row.get(6)?,
+                        whole: row.get(7)?,
+                    },
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn prune_refusals(&self, older_than: vigil_model::Instant) -> Result<u64, StoreError> {
+        self.write("pruning refused messages", |tx, _| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM refused_messages WHERE at_us < ?1")?
                 .execute([micros(older_than)])?;
             Ok(deleted as u64)
         })

@@ -92,6 +92,11 @@ impl Caller {
         }
     }
 
+    /// Operating Vigil itself (refused messages, with payloads that may hold patient data).
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
+    }
+
     /// Acknowledging alarms and changing monitoring settings: people caring for patients.
     pub fn may_change_care(&self) -> bool {
         matches!(self.0.role, Role::Admin | Role::Clinician)

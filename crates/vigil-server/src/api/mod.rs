@@ -6,6 +6,7 @@ mod access;
 mod devices;
 mod fhir;
 mod problem;
+mod refusals;
 mod surveillance;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(surveillance::get_settings).put(surveillance::put_settings),
         )
         .route("/api/v1/cohorts", get(surveillance::list_cohorts))
+        .route("/api/v1/refused", get(refusals::list_refused))
         .route("/api/v1/alerts", get(surveillance::list_alerts))
         .route("/api/v1/alerts/{id}", get(surveillance::get_alert))
         .route("/api/v1/alerts/{id}/ack", post(surveillance::acknowledge))

@@ -170,10 +170,22 @@ impl Refusal {
 async fn handle(ctx: &MllpContext, frame: &[u8]) -> Option<Vec<u8>> {
     let now = chrono::Utc::now();
     let control_id = next_control_id(now);
+    let keep = |kind: &str, reason: String| {
+        ctx.ingest.refusals().keep(vigil_store::RefusedMessage {
+            at: now,
+            source: SOURCE.to_owned(),
+            device: None,
+            kind: kind.to_owned(),
+            reason,
+            payload: frame[..frame.len().min(vigil_store::REFUSED_PAYLOAD_MAX)].to_vec(),
+            whole: true,
+        })
+    };
     let message = match decode_oru(frame, now, &ctx.limits) {
         Ok(message) => message,
         Err(e) => {
             telemetry::message_rejected(SOURCE, e.kind());
+            keep(e.kind(), e.to_string());
             let wanted = AckContext::best_effort(frame).application_ack_wanted(e.ack_code());
             return wanted.then(|| build_nack(frame, &e, now, &control_id));
         }
@@ -182,6 +194,20 @@ async fn handle(ctx: &MllpContext, frame: &[u8]) -> Option<Vec<u8>> {
         Ok(()) => (AckCode::Accept, None),
         Err(refusal) => {
             telemetry::message_rejected(SOURCE, refusal.kind);
+            let at = refusal
+                .error
+                .location
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            keep(
+                refusal.kind,
+                format!(
+                    "{} {} ({}){at}",
+                    refusal.code.as_str(),
+                    refusal.error.code.code(),
+                    refusal.error.code.text()
+                ),
+            );
             (refusal.code, Some(refusal.error))
         }
     };

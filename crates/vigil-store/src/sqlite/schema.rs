@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -223,6 +223,24 @@ INSERT INTO store_meta (key, value) VALUES ('surveillance_position', 0);
 const V4: &str = r#"
 ALTER TABLE devices ADD COLUMN ble_address TEXT;
 CREATE UNIQUE INDEX devices_ble_address ON devices (ble_address) WHERE ble_address IS NOT NULL;
+"#;
+
+/// Refused device messages, kept with their reasons for the administrator (retention by time).
+/// The device is kept as its id text, not a key: a refusal may name a device that is not
+/// registered (an unknown sender).
+const V5: &str = r#"
+CREATE TABLE refused_messages (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_us   INTEGER NOT NULL,
+    source  TEXT NOT NULL,
+    device  TEXT,
+    kind    TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    whole   INTEGER NOT NULL CHECK (whole IN (0, 1))
+) STRICT;
+CREATE INDEX refused_messages_at ON refused_messages (at_us);
+CREATE INDEX refused_messages_device ON refused_messages (device, id) WHERE device IS NOT NULL;
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.

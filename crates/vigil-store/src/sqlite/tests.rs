@@ -139,6 +139,7 @@ conformance_tests!(
     surveillance_steps_record_scores_and_position,
     failed_surveillance_step_stores_nothing,
     a_named_patient_overrides_the_binding,
+    refused_messages_are_kept_newest_first,
 );
 
 #[test]
@@ -512,7 +513,7 @@ fn a_version_1_database_upgrades_to_the_newest_version_with_its_data() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let applied: Vec<i64> = conn
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .unwrap()
@@ -520,7 +521,7 @@ fn a_version_1_database_upgrades_to_the_newest_version_with_its_data() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4]);
+    assert_eq!(applied, [1, 2, 3, 4, 5]);
 
     let a = PatientId::new("a").unwrap();
     let patient = store.patient(&a).unwrap().expect("the patient kept");
