@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub cohorts: vigil_rules::cohort::Cohorts,
     /// Rules engine configuration (NEWS2 freshness and delay, device expectations).
     pub surveillance: vigil_rules::surveillance::SurveillanceConfig,
+    /// How long the live stream's log is kept for clients resuming with `Last-Event-ID`.
+    pub stream_retention: chrono::Duration,
+    /// How long refused messages are kept for the administrator.
+    pub refusal_retention: chrono::Duration,
 }
 
 impl ServerConfig {
@@ -58,6 +62,8 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             cohorts: vigil_rules::cohort::Cohorts::default(),
             surveillance: Default::default(),
+            stream_retention: chrono::Duration::days(7),
+            refusal_retention: chrono::Duration::days(30),
         }
     }
 }
@@ -197,6 +203,37 @@ pub async fn start(
             shutdown.clone(),
             tracker.clone(),
         ));
+    }
+
+    // Retention of the two logs that are not clinical records: hourly, off the runtime.
+    {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        let (stream_keep, refusal_keep) = (config.stream_retention, config.refusal_retention);
+        tracker.spawn(async move {
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = hourly.tick() => {}
+                }
+                let store = store.clone();
+                let pruned = tokio::task::spawn_blocking(move || {
+                    let now = chrono::Utc::now();
+                    Ok::<_, vigil_store::StoreError>((
+                        store.prune_stream_events(now - stream_keep)?,
+                        store.prune_refusals(now - refusal_keep)?,
+                    ))
+                })
+                .await;
+                match pruned {
+                    Ok(Ok((stream, refused))) => {
+                        tracing::debug!(stream, refused, "retention applied")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention could not be applied"),
+                    Err(_) => {}
+                }
+            }
+        });
     }
 
     let mut mllp_addr = None;
