@@ -178,8 +178,12 @@ pub fn hash_device_secret(secret: &str) -> SecretHash {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Compares in constant time, so response timing says nothing about how close a guess was.
+/// Compares in constant time, so response timing says nothing about how close a guess was. A
+/// revoked device matches nothing.
 pub fn device_secret_matches(stored: &SecretHash, presented: &str) -> bool {
+    if *stored == vigil_store::REVOKED {
+        return false;
+    }
     let presented = hash_device_secret(presented);
     stored.ct_eq(&presented).into()
 }

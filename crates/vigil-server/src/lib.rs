@@ -269,6 +269,7 @@ pub async fn start(
         tokens,
         surveillance,
         cohorts: Arc::new(config.cohorts.clone()),
+        broker: Some(broker.clone()),
         shutdown: shutdown.clone(),
         metrics,
         fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),

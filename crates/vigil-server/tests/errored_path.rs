@@ -57,6 +57,9 @@ impl Store for FlakyStore {
     fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
         self.inner.device(id)
     }
+    fn set_device_secret(&self, id: &DeviceId, secret: &SecretHash) -> Result<(), StoreError> {
+        self.inner.set_device_secret(id, secret)
+    }
     fn device_by_ble_address(&self, address: &str) -> Result<Option<Device>, StoreError> {
         self.inner.device_by_ble_address(address)
     }

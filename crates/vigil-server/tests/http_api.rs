@@ -62,6 +62,7 @@ impl Api {
             fhir_base: format!("{BASE}/fhir"),
             surveillance,
             cohorts: Default::default(),
+            broker: None,
             shutdown: Default::default(),
         });
         Api {

@@ -444,6 +444,17 @@ pub fn device_registry(store: &dyn Store) {
     );
     assert_eq!(store.device(&did("ghost")).unwrap(), None);
 
+    // Rotation replaces the hash; revocation is a hash like any other; unknown ids are NotFound.
+    store.set_device_secret(&full.id, &secret(5)).unwrap();
+    assert_eq!(store.device_secret(&full.id).unwrap(), Some(secret(5)));
+    store.set_device_secret(&full.id, &crate::REVOKED).unwrap();
+    assert_eq!(store.device_secret(&full.id).unwrap(), Some(crate::REVOKED));
+    assert!(matches!(
+        store.set_device_secret(&did("ghost"), &secret(5)),
+        Err(StoreError::NotFound { .. })
+    ));
+    store.set_device_secret(&full.id, &hash).unwrap();
+
     // A BLE address finds its device, and names at most one.
     assert_eq!(
         store.device_by_ble_address("C4:7C:8D:6A:11:02").unwrap(),

@@ -30,6 +30,10 @@ use vigil_model::{
 /// fast hash is enough (no dictionary to guess from); only the hash is stored.
 pub type SecretHash = [u8; 32];
 
+/// The secret hash of a device that cannot sign in: revoked, or one of Vigil's own software
+/// devices. No secret hashes to it (SHA-256 preimage resistance).
+pub const REVOKED: SecretHash = [0; 32];
+
 /// Everything one device delivered in one message, already decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
@@ -296,6 +300,9 @@ pub trait Store: Send + Sync + 'static {
     fn create_device(&self, device: &Device, secret: &SecretHash) -> Result<(), StoreError>;
     fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError>;
     fn device_secret(&self, id: &DeviceId) -> Result<Option<SecretHash>, StoreError>;
+    /// Replaces a device's secret hash (rotation; revocation writes [`REVOKED`], which no secret
+    /// matches). `NotFound` if the device does not exist.
+    fn set_device_secret(&self, id: &DeviceId, secret: &SecretHash) -> Result<(), StoreError>;
     /// The device registered with this BLE address (canonical upper-case colon form).
     fn device_by_ble_address(&self, address: &str) -> Result<Option<Device>, StoreError>;
     /// Ordered by id.

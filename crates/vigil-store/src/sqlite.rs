@@ -1471,6 +1471,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_device_secret(&self, id: &DeviceId, secret: &SecretHash) -> Result<(), StoreError> {
+        self.write("replacing a device secret", |tx, _| {
+            let changed = tx
+                .prepare_cached("UPDATE devices SET secret_hash = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), &secret[..]])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    what: "device",
+                    id: id.to_string(),
+                }
+                .into());
+            }
+            Ok(())
+        })
+    }
+
     fn device_by_ble_address(&self, address: &str) -> Result<Option<Device>, StoreError> {
         self.read("finding a device by BLE address", |tx| {
             let mut stmt = tx.prepare_cached(&format!(

@@ -1871,3 +1871,169 @@ fn a_ble_cuff_relayed_by_a_gateway_lands_as_the_bound_patients_blood_pressure() 
         "{body}"
     );
 }
+
+#[test]
+fn devices_are_registered_rotated_revoked_and_bound_through_the_api() {
+    let w = ward();
+    let admin = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "admin",
+        "--subject",
+        "ops",
+    ])
+    .trim()
+    .to_owned();
+    let server = Server::start(w.dir.path());
+    let api = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let mut req = client()
+            .request(method, format!("{}{path}", server.http))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let (status, created) = api(
+        reqwest::Method::POST,
+        "/api/v1/devices",
+        &admin,
+        Some(
+            json!({"id": "ox-5", "type": "pulse-oximeter", "patient": "p1", "since": "2025-11-01T00:00:00Z"}),
+        ),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["device"]["resourceType"], "Device");
+    let first = created["secret"].as_str().unwrap().to_owned();
+    // Clinicians do not manage devices; taken ids and reserved ids are refused.
+    assert_eq!(
+        api(
+            reqwest::Method::POST,
+            "/api/v1/devices",
+            &w.token,
+            Some(json!({"id": "x-1", "type": "wearable"}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        api(
+            reqwest::Method::POST,
+            "/api/v1/devices",
+            &admin,
+            Some(json!({"id": "ox-5", "type": "wearable"}))
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        api(
+            reqwest::Method::POST,
+            "/api/v1/devices",
+            &admin,
+            Some(json!({"id": "vigil-x", "type": "wearable"}))
+        )
+        .0,
+        422
+    );
+
+    let publish = |secret: &str, value: u32| {
+        let body = json!({"obs": [{"code": "spo2", "value": value}]}).to_string();
+        mosquitto_pub(
+            server.mqtt_port,
+            "ox-5",
+            secret,
+            "vigil/v1/devices/ox-5/obs",
+            &body,
+            &[],
+        )
+        .status
+        .success()
+    };
+    assert!(publish(&first, 97));
+    let (status, rotated) = api(
+        reqwest::Method::POST,
+        "/api/v1/devices/ox-5/secret",
+        &admin,
+        None,
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    assert!(!publish(&first, 96), "the old secret no longer works");
+    assert!(publish(&second, 96));
+    let (status, _) = api(
+        reqwest::Method::POST,
+        "/api/v1/devices/ox-5/revoke",
+        &admin,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(!publish(&second, 95), "a revoked device cannot sign in");
+    let (status, body) = post_obs(
+        &server,
+        "ox-5",
+        "ox-5",
+        &second,
+        json!({"obs": [{"code": "spo2", "value": 95}]}).to_string(),
+    );
+    assert_eq!(status, 401, "{body}");
+    let spo2: Vec<f64> = observations(&server, &w.token, "p1")
+        .iter()
+        .filter(|o| o["device"]["reference"] == "Device/ox-5")
+        .map(|o| o["valueQuantity"]["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(spo2, [97.0, 96.0]);
+
+    // Rebound to p2 from now; unbound: its readings are refused as unbound.
+    let (_, rotated) = api(
+        reqwest::Method::POST,
+        "/api/v1/devices/ox-5/secret",
+        &admin,
+        None,
+    );
+    let third = rotated["secret"].as_str().unwrap().to_owned();
+    let (status, binding) = api(
+        reqwest::Method::PUT,
+        "/api/v1/devices/ox-5/binding",
+        &admin,
+        Some(json!({"patient": "p2"})),
+    );
+    assert_eq!(status, 200, "{binding}");
+    assert_eq!(binding["patient"], "p2");
+    let (status, _) = post_obs(
+        &server,
+        "ox-5",
+        "ox-5",
+        &third,
+        json!({"obs": [{"code": "spo2", "value": 94}]}).to_string(),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(observations(&server, &w.token, "p2").len(), 1);
+    assert_eq!(
+        api(
+            reqwest::Method::DELETE,
+            "/api/v1/devices/ox-5/binding",
+            &admin,
+            None
+        )
+        .0,
+        204
+    );
+    let (status, body) = post_obs(
+        &server,
+        "ox-5",
+        "ox-5",
+        &third,
+        json!({"obs": [{"code": "spo2", "value": 93}]}).to_string(),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["rejected"][0]["kind"], "unbound_device");
+}

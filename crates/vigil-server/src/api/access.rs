@@ -92,6 +92,11 @@ impl Caller {
         }
     }
 
+    /// Registering devices, rotating and revoking their credentials, binding them.
+    pub fn may_manage_devices(&self) -> bool {
+        matches!(self.0.role, Role::Admin | Role::Integration)
+    }
+
     /// Operating Vigil itself (refused messages, with payloads that may hold patient data).
     pub fn is_admin(&self) -> bool {
         self.0.role == Role::Admin

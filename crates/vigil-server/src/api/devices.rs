@@ -133,6 +133,9 @@ async fn post_message(
         }
     };
     match stored {
+        Some(hash) if hash == vigil_store::REVOKED => {
+            return unauthorized("revoked", "This device's credentials were revoked.");
+        }
         Some(hash) if auth::device_secret_matches(&hash, &secret) => {}
         Some(_) => return unauthorized("bad_secret", "Wrong device id or secret."),
         None => return unauthorized("unknown_device", "Wrong device id or secret."),

@@ -7,6 +7,7 @@ mod devices;
 mod fhir;
 mod problem;
 mod refusals;
+mod registry;
 mod surveillance;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub surveillance: crate::surveillance::SurveillanceHandle,
     /// The cohort rule sets patients can be assigned to.
     pub cohorts: Arc<vigil_rules::cohort::Cohorts>,
+    /// The embedded MQTT broker, when it runs: revoking a device closes its connections.
+    pub broker: Option<Arc<crate::sources::mqtt::BrokerContext>>,
     /// Cancelled when the server stops; long-lived responses (the live stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub metrics: PrometheusHandle,
@@ -60,6 +63,16 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/cohorts", get(surveillance::list_cohorts))
         .route("/api/v1/refused", get(refusals::list_refused))
+        .route("/api/v1/devices", post(registry::register))
+        .route(
+            "/api/v1/devices/{device_id}/secret",
+            post(registry::rotate_secret),
+        )
+        .route("/api/v1/devices/{device_id}/revoke", post(registry::revoke))
+        .route(
+            "/api/v1/devices/{device_id}/binding",
+            axum::routing::put(registry::bind).delete(registry::unbind),
+        )
         .route("/api/v1/alerts", get(surveillance::list_alerts))
         .route("/api/v1/alerts/{id}", get(surveillance::get_alert))
         .route("/api/v1/alerts/{id}/ack", post(surveillance::acknowledge))

@@ -118,6 +118,18 @@ impl Sessions {
         (id, token)
     }
 
+    /// Closes every open connection of `device` (its credentials were rotated or revoked): it
+    /// must sign in again with what it now has.
+    pub fn disconnect_device(&self, device: &DeviceId) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut closed = 0;
+        for s in open.values().filter(|s| &s.device == device) {
+            s.taken_over.cancel();
+            closed += 1;
+        }
+        closed
+    }
+
     fn unregister(&self, id: u64) {
         self.open
             .lock()
@@ -673,6 +685,9 @@ async fn authenticate(
     match stored {
         // The same answer for an unknown device and a wrong secret: no probing for device ids.
         None => Err((ConnectRefusal::BadCredentials, "unknown_device")),
+        Some(hash) if hash == vigil_store::REVOKED => {
+            Err((ConnectRefusal::NotAuthorized, "revoked"))
+        }
         Some(hash) if auth::device_secret_matches(&hash, password) => Ok(device),
         Some(_) => Err((ConnectRefusal::BadCredentials, "bad_secret")),
     }

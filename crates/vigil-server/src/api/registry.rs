@@ -1,0 +1,306 @@
+//! The device registry over HTTP, for administrators and integration systems: register a device
+//! (its secret is shown once), rotate or revoke its credentials (its open connections are closed
+//! at once), and bind or unbind it to a patient. The same as `vigil device …` on the command line.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use vigil_model::{Device, DeviceId, DeviceKind, Instant, PatientId};
+use vigil_store::{Store, StoreError};
+
+use super::AppState;
+use super::access::{Caller, Unauthenticated};
+use super::problem::Problem;
+use crate::auth;
+
+fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Response {
+    Problem::new(status, kind, detail).into_response()
+}
+
+/// Only administrators and integration systems manage devices: the refusal, if any.
+fn refuse(caller: Result<Caller, Unauthenticated>) -> Option<Response> {
+    match caller {
+        Err(u) => Some(u.into_response()),
+        Ok(c) if !c.may_manage_devices() => Some(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Only administrators and integration systems manage devices.",
+        )),
+        Ok(_) => None,
+    }
+}
+
+fn store_problem(e: StoreError) -> Response {
+    match e {
+        StoreError::NotFound { what, id } => problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("No {what} {id}."),
+        ),
+        StoreError::AlreadyExists { what, id } => problem(
+            StatusCode::CONFLICT,
+            "already-exists",
+            format!("A {what} {id} already exists."),
+        ),
+        StoreError::Conflict(why) => problem(StatusCode::CONFLICT, "conflict", why),
+        _ => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The store is unavailable; retry later.",
+        ),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(result) => result.map_err(store_problem),
+        Err(_) => Err(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The store is unavailable; retry later.",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    manufacturer: Option<String>,
+    model: Option<String>,
+    serial: Option<String>,
+    ble_address: Option<String>,
+    /// Bind to this patient from `since` (default now).
+    patient: Option<String>,
+    since: Option<Instant>,
+}
+
+/// `POST /api/v1/devices`: registers a device; answers 201 with its secret, shown this once.
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    body: Result<Json<NewDevice>, JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Json(new) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid-body", e.body_text()),
+    };
+    let Ok(id) = DeviceId::new(new.id.clone()) else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "id: 1–64 letters, digits, '.' and '-'.",
+        );
+    };
+    if vigil_model::is_reserved_device_id(id.as_str()) {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "Device ids starting with \"vigil-\" are reserved for Vigil's own software.",
+        );
+    }
+    if new.kind.trim().is_empty() {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "type is required.",
+        );
+    }
+    let ble_address = match new
+        .ble_address
+        .as_deref()
+        .map(str::parse::<vigil_codecs::ble::BleAddress>)
+    {
+        None => None,
+        Some(Ok(a)) => Some(a.to_string()),
+        Some(Err(e)) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("ble_address: {e}"),
+            );
+        }
+    };
+    let patient = match new.patient.map(PatientId::new) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(_)) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "patient: not a valid patient id.",
+            );
+        }
+    };
+    let mut device = Device::new(id.clone(), DeviceKind::new(new.kind));
+    device.manufacturer = new.manufacturer;
+    device.model = new.model;
+    device.serial = new.serial;
+    device.ble_address = ble_address;
+    let secret = auth::new_device_secret();
+    let hash = auth::hash_device_secret(&secret);
+    let since = new.since.unwrap_or_else(chrono::Utc::now);
+    let bound = patient.clone();
+    let stored = blocking(&state, move |s| {
+        if let Some(p) = &bound
+            && s.patient(p)?.is_none()
+        {
+            return Err(StoreError::NotFound {
+                what: "patient",
+                id: p.to_string(),
+            });
+        }
+        s.create_device(&device, &hash)?;
+        if let Some(p) = &bound {
+            s.bind(&device.id, p, since)?;
+        }
+        Ok(device)
+    })
+    .await;
+    match stored {
+        Ok(device) => {
+            tracing::info!("device registered through the API");
+            (
+                StatusCode::CREATED,
+                Json(json!({
+                    "device": vigil_fhir::device_to_fhir(&device, patient.as_ref()),
+                    "secret": secret,
+                    "note": "The secret is shown once; Vigil keeps only its hash.",
+                })),
+            )
+                .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `POST /api/v1/devices/{id}/secret`: a new secret (shown once); the old one stops working and
+/// the device's open connections are closed.
+pub async fn rotate_secret(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Ok(id) = DeviceId::new(id) else {
+        return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
+    };
+    let secret = auth::new_device_secret();
+    let hash = auth::hash_device_secret(&secret);
+    let target = id.clone();
+    if let Err(r) = blocking(&state, move |s| s.set_device_secret(&target, &hash)).await {
+        return r;
+    }
+    let closed = state
+        .broker
+        .as_ref()
+        .map_or(0, |b| b.sessions.disconnect_device(&id));
+    tracing::info!(closed_connections = closed, "device secret rotated");
+    Json(json!({ "device": id, "secret": secret, "closed_connections": closed })).into_response()
+}
+
+/// `POST /api/v1/devices/{id}/revoke`: the device can no longer sign in (MQTT and HTTP refuse
+/// it, counted as `revoked`), and its open connections are closed. Rotating gives it a new secret.
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Ok(id) = DeviceId::new(id) else {
+        return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
+    };
+    let target = id.clone();
+    if let Err(r) = blocking(&state, move |s| {
+        s.set_device_secret(&target, &vigil_store::REVOKED)
+    })
+    .await
+    {
+        return r;
+    }
+    let closed = state
+        .broker
+        .as_ref()
+        .map_or(0, |b| b.sessions.disconnect_device(&id));
+    tracing::info!(closed_connections = closed, "device credentials revoked");
+    Json(json!({ "device": id, "revoked": true, "closed_connections": closed })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBinding {
+    patient: String,
+    /// Start of the binding; default now. It may not precede the device's latest binding.
+    from: Option<Instant>,
+}
+
+/// `PUT /api/v1/devices/{id}/binding`: the device measures this patient from `from` on (its
+/// current binding ends then).
+pub async fn bind(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    body: Result<Json<NewBinding>, JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Json(new) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid-body", e.body_text()),
+    };
+    let (Ok(device), Ok(patient)) = (DeviceId::new(id), PatientId::new(new.patient)) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such device or patient.",
+        );
+    };
+    let from = new.from.unwrap_or_else(chrono::Utc::now);
+    match blocking(&state, move |s| s.bind(&device, &patient, from)).await {
+        Ok(binding) => Json(json!({
+            "device": binding.device, "patient": binding.patient, "from": binding.from, "to": binding.to,
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `DELETE /api/v1/devices/{id}/binding`: the device measures nobody from now on; its readings
+/// are refused as `unbound_device` until it is bound again.
+pub async fn unbind(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Ok(device) = DeviceId::new(id) else {
+        return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
+    };
+    let now = chrono::Utc::now();
+    match blocking(&state, move |s| s.unbind(&device, now)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
