@@ -183,6 +183,45 @@ impl Store for FlakyStore {
     fn prune_refusals(&self, older_than: vigil_model::Instant) -> Result<u64, StoreError> {
         self.inner.prune_refusals(older_than)
     }
+    fn queue_command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+        body: &str,
+        created: vigil_model::Instant,
+        expires: vigil_model::Instant,
+    ) -> Result<vigil_store::DeviceCommand, StoreError> {
+        self.inner
+            .queue_command(device, correlation_id, body, created, expires)
+    }
+    fn pending_commands(
+        &self,
+        device: &DeviceId,
+        now: vigil_model::Instant,
+    ) -> Result<Vec<vigil_store::DeviceCommand>, StoreError> {
+        self.inner.pending_commands(device, now)
+    }
+    fn mark_command_sent(&self, id: u64, at: vigil_model::Instant) -> Result<(), StoreError> {
+        self.inner.mark_command_sent(id, at)
+    }
+    fn confirm_command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+        outcome: &str,
+        detail: Option<&str>,
+        at: vigil_model::Instant,
+    ) -> Result<Option<vigil_store::DeviceCommand>, StoreError> {
+        self.inner
+            .confirm_command(device, correlation_id, outcome, detail, at)
+    }
+    fn command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+    ) -> Result<Option<vigil_store::DeviceCommand>, StoreError> {
+        self.inner.command(device, correlation_id)
+    }
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
         self.inner.patient_settings(patient)
     }

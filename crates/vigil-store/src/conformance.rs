@@ -89,6 +89,10 @@ pub const ALL: &[(&str, Check)] = &[
         "refused_messages_are_kept_newest_first",
         refused_messages_are_kept_newest_first,
     ),
+    (
+        "device_commands_wait_until_confirmed_or_expired",
+        device_commands_wait_until_confirmed_or_expired,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -2776,4 +2780,87 @@ pub fn refused_messages_are_kept_newest_first(store: &dyn Store) {
             .len(),
         2
     );
+}
+
+/// A command waits for its device until the device confirms it (once: the first confirmation
+/// stands) or it expires; a correlation id names one command per device.
+pub fn device_commands_wait_until_confirmed_or_expired(store: &dyn Store) {
+    let d = add_device(store, "disp-1");
+    let other = add_device(store, "disp-2");
+    let a = store
+        .queue_command(&d, "c-1", r#"{"remind":"08:00"}"#, t(9, 0, 0), t(10, 0, 0))
+        .unwrap();
+    assert_eq!(a.state(t(9, 0, 0)), "queued");
+    store
+        .queue_command(&d, "c-2", "{}", t(9, 0, 0), t(9, 30, 0))
+        .unwrap();
+    store
+        .queue_command(&other, "c-1", "{}", t(9, 0, 0), t(10, 0, 0))
+        .unwrap();
+    expect_already_exists(
+        store
+            .queue_command(&d, "c-1", "{}", t(9, 0, 0), t(10, 0, 0))
+            .map(|_| ()),
+        "same correlation id",
+    );
+    assert!(matches!(
+        store.queue_command(&did("ghost"), "c-1", "{}", t(9, 0, 0), t(10, 0, 0)),
+        Err(StoreError::NotFound { .. })
+    ));
+    let pending = |at| -> Vec<String> {
+        store
+            .pending_commands(&d, at)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.correlation_id)
+            .collect()
+    };
+    assert_eq!(pending(t(9, 10, 0)), ["c-1", "c-2"]);
+    assert_eq!(pending(t(9, 30, 0)), ["c-1"], "c-2 expired");
+    store.mark_command_sent(a.id, t(9, 1, 0)).unwrap();
+    let sent = store.command(&d, "c-1").unwrap().unwrap();
+    assert_eq!(
+        (sent.sent, sent.state(t(9, 2, 0))),
+        (Some(t(9, 1, 0)), "sent")
+    );
+    let confirmed = store
+        .confirm_command(&d, "c-1", "ok", None, t(9, 5, 0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(confirmed.state(t(11, 0, 0)), "confirmed");
+    let again = store
+        .confirm_command(&d, "c-1", "failed", Some("late"), t(9, 6, 0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.outcome.as_deref(), again.confirmed),
+        (Some("ok"), Some(t(9, 5, 0)))
+    );
+    assert_eq!(pending(t(9, 10, 0)), ["c-2"]);
+    assert_eq!(
+        store
+            .confirm_command(&d, "nope", "ok", None, t(9, 5, 0))
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .command(&d, "c-2")
+            .unwrap()
+            .unwrap()
+            .state(t(9, 40, 0)),
+        "expired"
+    );
+    let failed = store
+        .confirm_command(
+            &other,
+            "c-1",
+            "rejected",
+            Some("unknown command"),
+            t(9, 5, 0),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.state(t(9, 5, 0)), "failed");
+    assert_eq!(failed.detail.as_deref(), Some("unknown command"));
 }

@@ -254,6 +254,41 @@ pub struct RefusalQuery {
     pub limit: usize,
 }
 
+/// A command for a device (`vigil/v1/devices/{id}/cmd`): kept until the device confirms it or
+/// it expires, and delivered again whenever the device (re)subscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCommand {
+    pub id: u64,
+    pub device: DeviceId,
+    /// Chosen by the caller or by Vigil; the device echoes it in its confirmation.
+    pub correlation_id: String,
+    /// The command as JSON text.
+    pub body: String,
+    pub created: Instant,
+    pub expires: Instant,
+    /// When it was last handed to a connection of the device.
+    pub sent: Option<Instant>,
+    /// When the device confirmed it, and what it said.
+    pub confirmed: Option<Instant>,
+    /// `ok`, `failed` or `rejected`, from the device.
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl DeviceCommand {
+    /// `queued`, `sent`, `confirmed` (outcome ok), `failed` (the device said failed or rejected)
+    /// or `expired` (not confirmed in time).
+    pub fn state(&self, now: Instant) -> &'static str {
+        match (&self.confirmed, self.outcome.as_deref()) {
+            (Some(_), Some("ok")) => "confirmed",
+            (Some(_), _) => "failed",
+            (None, _) if now >= self.expires => "expired",
+            (None, _) if self.sent.is_some() => "sent",
+            (None, _) => "queued",
+        }
+    }
+}
+
 /// A NEWS2 assessment to record in the observation log, under Vigil's scorer device
 /// ([`vigil_model::NEWS2_SCORER`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -424,6 +459,38 @@ pub trait Store: Send + Sync + 'static {
     fn refusals(&self, query: &RefusalQuery) -> Result<Vec<StoredRefusal>, StoreError>;
     /// Retention: deletes refused messages older than `older_than`; returns how many.
     fn prune_refusals(&self, older_than: Instant) -> Result<u64, StoreError>;
+
+    /// Queues a command; `AlreadyExists` if the device already has one with this correlation id.
+    fn queue_command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+        body: &str,
+        created: Instant,
+        expires: Instant,
+    ) -> Result<DeviceCommand, StoreError>;
+    /// The device's commands neither confirmed nor expired at `now`, oldest first.
+    fn pending_commands(
+        &self,
+        device: &DeviceId,
+        now: Instant,
+    ) -> Result<Vec<DeviceCommand>, StoreError>;
+    fn mark_command_sent(&self, id: u64, at: Instant) -> Result<(), StoreError>;
+    /// Records the device's confirmation; `None` if it has no such command. A second
+    /// confirmation changes nothing (the first stands).
+    fn confirm_command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+        outcome: &str,
+        detail: Option<&str>,
+        at: Instant,
+    ) -> Result<Option<DeviceCommand>, StoreError>;
+    fn command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+    ) -> Result<Option<DeviceCommand>, StoreError>;
 
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError>;
     /// Replaces the patient's surveillance settings; durable on return. `NotFound` if there is no

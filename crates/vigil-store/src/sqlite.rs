@@ -39,10 +39,10 @@ use vigil_model::{
 };
 
 use crate::{
-    ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceQuery,
-    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, RefusalQuery, RefusedMessage,
-    ScoreRecord, SecretHash, StepWritten, Store, StoreError, StoreStats, StoredRefusal,
-    StreamEvent, Submission, SubmissionOutcome, SurveillanceStep, WaveformQuery,
+    ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceCommand,
+    DeviceQuery, NewStreamEvent, ObservationQuery, Outcome, PatientQuery, RefusalQuery,
+    RefusedMessage, ScoreRecord, SecretHash, StepWritten, Store, StoreError, StoreStats,
+    StoredRefusal, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep, WaveformQuery,
 };
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
@@ -1290,6 +1290,28 @@ fn store_scores(
     Ok(ids)
 }
 
+const COMMAND_SELECT: &str = "SELECT c.id, d.id, c.correlation_id, c.body, c.created_us, c.expires_us, \
+     c.sent_us, c.confirmed_us, c.outcome, c.detail FROM device_commands c JOIN devices d ON d.pk = c.device";
+
+fn command_from_row(row: &Row<'_>) -> Result<DeviceCommand, Fail> {
+    let time =
+        |us: i64| instant(us).ok_or_else(|| corrupt("a device command's time is out of range"));
+    let optional = |us: Option<i64>| us.map(time).transpose();
+    Ok(DeviceCommand {
+        id: stored_u64(row.get(0)?, "command id")?,
+        device: DeviceId::new(row.get::<_, String>(1)?)
+            .map_err(|_| corrupt("a stored device id is not a valid identifier"))?,
+        correlation_id: row.get(2)?,
+        body: row.get(3)?,
+        created: time(row.get(4)?)?,
+        expires: time(row.get(5)?)?,
+        sent: optional(row.get(6)?)?,
+        confirmed: optional(row.get(7)?)?,
+        outcome: row.get(8)?,
+        detail: row.get(9)?,
+    })
+}
+
 fn store_stream_events(tx: &Transaction<'_>, events: &[NewStreamEvent]) -> Result<Vec<u64>, Fail> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO stream_events (at_us, patient, kind, data) VALUES (?1, ?2, ?3, ?4)",
@@ -2074,6 +2096,118 @@ impl Store for SqliteStore {
                 .prepare_cached("DELETE FROM refused_messages WHERE at_us < ?1")?
                 .execute([micros(older_than)])?;
             Ok(deleted as u64)
+        })
+    }
+
+    fn queue_command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+        body: &str,
+        created: vigil_model::Instant,
+        expires: vigil_model::Instant,
+    ) -> Result<DeviceCommand, StoreError> {
+        self.write("queueing a device command", |tx, _| {
+            let pk = device_pk(tx, device)?.ok_or_else(|| StoreError::NotFound {
+                what: "device",
+                id: device.to_string(),
+            })?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO device_commands (device, correlation_id, body, created_us, expires_us) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (device, correlation_id) DO NOTHING",
+                )?
+                .execute(params![pk, correlation_id, body, micros(created), micros(expires)])?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists {
+                    what: "command with correlation id",
+                    id: correlation_id.to_owned(),
+                }
+                .into());
+            }
+            Ok(DeviceCommand {
+                id: stored_u64(tx.last_insert_rowid(), "command id")?,
+                device: device.clone(),
+                correlation_id: correlation_id.to_owned(),
+                body: body.to_owned(),
+                created: instant(micros(created)).unwrap_or(created),
+                expires: instant(micros(expires)).unwrap_or(expires),
+                sent: None,
+                confirmed: None,
+                outcome: None,
+                detail: None,
+            })
+        })
+    }
+
+    fn pending_commands(
+        &self,
+        device: &DeviceId,
+        now: vigil_model::Instant,
+    ) -> Result<Vec<DeviceCommand>, StoreError> {
+        self.read("reading pending device commands", |tx| {
+            let Some(pk) = device_pk(tx, device)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = tx.prepare_cached(&format!(
+                "{COMMAND_SELECT} WHERE c.device = ?1 AND c.confirmed_us IS NULL AND c.expires_us > ?2 ORDER BY c.id"
+            ))?;
+            let mut rows = stmt.query(params![pk, micros(now)])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(command_from_row(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn mark_command_sent(&self, id: u64, at: vigil_model::Instant) -> Result<(), StoreError> {
+        self.write("marking a device command sent", |tx, _| {
+            tx.prepare_cached("UPDATE device_commands SET sent_us = ?2 WHERE id = ?1")?
+                .execute(params![i64::try_from(id).unwrap_or(i64::MAX), micros(at)])?;
+            Ok(())
+        })
+    }
+
+    fn confirm_command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+        outcome: &str,
+        detail: Option<&str>,
+        at: vigil_model::Instant,
+    ) -> Result<Option<DeviceCommand>, StoreError> {
+        self.write("confirming a device command", |tx, _| {
+            let Some(pk) = device_pk(tx, device)? else {
+                return Ok(None);
+            };
+            tx.prepare_cached(
+                "UPDATE device_commands SET confirmed_us = ?3, outcome = ?4, detail = ?5 \
+                 WHERE device = ?1 AND correlation_id = ?2 AND confirmed_us IS NULL",
+            )?
+            .execute(params![pk, correlation_id, micros(at), outcome, detail])?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "{COMMAND_SELECT} WHERE c.device = ?1 AND c.correlation_id = ?2"
+            ))?;
+            let mut rows = stmt.query(params![pk, correlation_id])?;
+            rows.next()?.map(command_from_row).transpose()
+        })
+    }
+
+    fn command(
+        &self,
+        device: &DeviceId,
+        correlation_id: &str,
+    ) -> Result<Option<DeviceCommand>, StoreError> {
+        self.read("reading a device command", |tx| {
+            let Some(pk) = device_pk(tx, device)? else {
+                return Ok(None);
+            };
+            let mut stmt = tx.prepare_cached(&format!(
+                "{COMMAND_SELECT} WHERE c.device = ?1 AND c.correlation_id = ?2"
+            ))?;
+            let mut rows = stmt.query(params![pk, correlation_id])?;
+            rows.next()?.map(command_from_row).transpose()
         })
     }
 

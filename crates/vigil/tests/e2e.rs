@@ -2037,3 +2037,111 @@ fn devices_are_registered_rotated_revoked_and_bound_through_the_api() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["rejected"][0]["kind"], "unbound_device");
 }
+
+#[test]
+fn a_command_waits_for_its_device_and_is_confirmed_by_it() {
+    let w = ward();
+    let admin = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "admin",
+        "--subject",
+        "ops",
+    ])
+    .trim()
+    .to_owned();
+    let secret = w.add_device("disp-1", "p1");
+    let server = Server::start(w.dir.path());
+    let queue = |body: Value| {
+        let resp = client()
+            .post(format!("{}/api/v1/devices/disp-1/commands", server.http))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    };
+    let state = |cid: &str| {
+        fhir_get(
+            &server,
+            &admin,
+            &format!("/api/v1/devices/disp-1/commands/{cid}"),
+        )
+        .1
+    };
+    let subscribe_once = || {
+        Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &server.mqtt_port.to_string(),
+                "-u",
+                "disp-1",
+                "-P",
+                &secret,
+            ])
+            .args(["-t", "vigil/v1/devices/disp-1/cmd", "-C", "1", "-W", "10"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // Queued while the dispenser is away: it gets the command when it subscribes.
+    let (status, queued) = queue(
+        json!({"command": {"remind": "morning dose", "compartment": 3}, "correlation_id": "r-1"}),
+    );
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["state"], "queued");
+    let out = subscribe_once().wait_with_output().unwrap();
+    let received: Value = serde_json::from_slice(&out.stdout).expect("the command");
+    assert_eq!(received["correlation_id"], "r-1");
+    assert_eq!(received["command"]["compartment"], 3);
+    assert_eq!(state("r-1")["state"], "sent");
+    // The dispenser confirms it.
+    let ack = json!({"correlation_id": "r-1", "status": "ok"}).to_string();
+    assert!(
+        mosquitto_pub(
+            server.mqtt_port,
+            "disp-1",
+            &secret,
+            "vigil/v1/devices/disp-1/cmd/ack",
+            &ack,
+            &[]
+        )
+        .status
+        .success()
+    );
+    let confirmed = state("r-1");
+    assert_eq!(confirmed["state"], "confirmed", "{confirmed}");
+    assert_eq!(confirmed["outcome"], "ok");
+
+    // Queued while it listens: delivered at once.
+    let listener = subscribe_once();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, queued) = queue(json!({"command": {"interval_s": 300}, "expires_in_s": 60}));
+    assert_eq!(status, 202);
+    let cid = queued["correlation_id"].as_str().unwrap().to_owned();
+    let out = listener.wait_with_output().unwrap();
+    let received: Value = serde_json::from_slice(&out.stdout).expect("the command");
+    assert_eq!(received["correlation_id"], cid.as_str());
+    // Refused: an unknown device, a too-long wait, a taken correlation id.
+    let resp = client()
+        .post(format!("{}/api/v1/devices/ghost/commands", server.http))
+        .bearer_auth(&admin)
+        .json(&json!({"command": {}}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(
+        queue(json!({"command": {}, "expires_in_s": 999999999})).0,
+        422
+    );
+    assert_eq!(
+        queue(json!({"command": {}, "correlation_id": "r-1"})).0,
+        409
+    );
+}

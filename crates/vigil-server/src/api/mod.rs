@@ -70,6 +70,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/devices/{device_id}/revoke", post(registry::revoke))
         .route(
+            "/api/v1/devices/{device_id}/commands",
+            post(registry::queue_command),
+        )
+        .route(
+            "/api/v1/devices/{device_id}/commands/{correlation_id}",
+            get(registry::get_command),
+        )
+        .route(
             "/api/v1/devices/{device_id}/binding",
             axum::routing::put(registry::bind).delete(registry::unbind),
         )

@@ -304,3 +304,127 @@ pub async fn unbind(
         Err(r) => r,
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCommand {
+    /// What the device should do: a JSON object, passed to it as is.
+    command: serde_json::Map<String, serde_json::Value>,
+    /// Default: a new random id.
+    correlation_id: Option<String>,
+    /// Seconds the command stays deliverable (default one day, at most seven).
+    expires_in_s: Option<u32>,
+}
+
+/// Longest a command may wait for its device.
+const MAX_COMMAND_WAIT_S: u32 = 7 * 24 * 3600;
+
+fn command_json(c: &vigil_store::DeviceCommand) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    json!({
+        "device": c.device,
+        "correlation_id": c.correlation_id,
+        "command": serde_json::from_str::<serde_json::Value>(&c.body).unwrap_or_default(),
+        "state": c.state(now),
+        "created": c.created,
+        "expires": c.expires,
+        "sent": c.sent,
+        "confirmed": c.confirmed,
+        "outcome": c.outcome,
+        "detail": c.detail,
+    })
+}
+
+/// `POST /api/v1/devices/{id}/commands`: queues a command (durably) and delivers it at once if
+/// the device is connected; 202 with its state (`queued` or `sent`).
+pub async fn queue_command(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    body: Result<Json<NewCommand>, JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Json(new) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid-body", e.body_text()),
+    };
+    let Ok(device) = DeviceId::new(id) else {
+        return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
+    };
+    let correlation_id = new.correlation_id.unwrap_or_else(|| {
+        let mut bytes = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        format!("cmd-{}", hex::encode(bytes))
+    });
+    if correlation_id.is_empty() || correlation_id.len() > 64 {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "correlation_id: 1 to 64 characters.",
+        );
+    }
+    let wait = new.expires_in_s.unwrap_or(24 * 3600);
+    if wait == 0 || wait > MAX_COMMAND_WAIT_S {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("expires_in_s: 1 to {MAX_COMMAND_WAIT_S}."),
+        );
+    }
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(i64::from(wait));
+    let body = serde_json::Value::Object(new.command).to_string();
+    let queued = match &state.broker {
+        Some(broker) => {
+            crate::sources::mqtt::commands::queue(
+                broker,
+                &state.store,
+                &device,
+                correlation_id.clone(),
+                body,
+                expires,
+            )
+            .await
+        }
+        None => {
+            let (store, who, cid) = (state.store.clone(), device.clone(), correlation_id.clone());
+            match tokio::task::spawn_blocking(move || {
+                store.queue_command(&who, &cid, &body, chrono::Utc::now(), expires)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Backend("the store task ended".into())),
+            }
+        }
+    };
+    if let Err(e) = queued {
+        return store_problem(e);
+    }
+    let lookup = device.clone();
+    match blocking(&state, move |s| s.command(&lookup, &correlation_id)).await {
+        Ok(Some(c)) => (StatusCode::ACCEPTED, Json(command_json(&c))).into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, "not-found", "No such command."),
+        Err(r) => r,
+    }
+}
+
+/// `GET /api/v1/devices/{id}/commands/{correlation_id}`: the command and its delivery state.
+pub async fn get_command(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path((id, correlation_id)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Ok(device) = DeviceId::new(id) else {
+        return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
+    };
+    match blocking(&state, move |s| s.command(&device, &correlation_id)).await {
+        Ok(Some(c)) => Json(command_json(&c)).into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, "not-found", "No such command."),
+        Err(r) => r,
+    }
+}

@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -241,6 +241,24 @@ CREATE TABLE refused_messages (
 ) STRICT;
 CREATE INDEX refused_messages_at ON refused_messages (at_us);
 CREATE INDEX refused_messages_device ON refused_messages (device, id) WHERE device IS NOT NULL;
+"#;
+
+/// Commands to devices, kept until confirmed or expired.
+const V6: &str = r#"
+CREATE TABLE device_commands (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    device         INTEGER NOT NULL REFERENCES devices (pk),
+    correlation_id TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    created_us     INTEGER NOT NULL,
+    expires_us     INTEGER NOT NULL,
+    sent_us        INTEGER,
+    confirmed_us   INTEGER,
+    outcome        TEXT CHECK (outcome IN ('ok', 'failed', 'rejected')),
+    detail         TEXT,
+    UNIQUE (device, correlation_id)
+) STRICT;
+CREATE INDEX device_commands_pending ON device_commands (device, id) WHERE confirmed_us IS NULL;
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.

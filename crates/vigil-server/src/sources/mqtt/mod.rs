@@ -9,6 +9,7 @@
 //! keep-alive, session take-over, and clear refusals. Scale-out to a broker cluster uses an
 //! external broker instead (a later issue).
 
+pub mod commands;
 pub mod topics;
 pub mod wire;
 
@@ -178,6 +179,15 @@ impl Sessions {
             }
         }
         delivered
+    }
+
+    /// Whether the session has a subscription that matches `topic`.
+    pub fn subscribed(&self, session: u64, topic: &str) -> bool {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&session)
+            .is_some_and(|s| s.filters.iter().any(|f| topics::matches(f, topic)))
     }
 
     pub fn connected(&self) -> usize {
@@ -470,6 +480,14 @@ impl Connection {
                     _ => topic,
                 };
                 match topics::classify_publish(self.device.as_str(), &topic) {
+                    PublishTarget::OwnCommandAck => {
+                        let ctx = ctx.clone();
+                        let device = self.device.clone();
+                        inflight.push_back(Box::pin(async move {
+                            let outcome = commands::confirm(&ctx, &device, &payload).await;
+                            publish_done(qos, pkid, outcome)
+                        }));
+                    }
                     target @ (PublishTarget::OwnReadings
                     | PublishTarget::OwnEvents
                     | PublishTarget::OwnGatewayBle) => {
@@ -544,7 +562,16 @@ impl Connection {
                         granted.push(None);
                     }
                 }
+                let wants_commands = granted.iter().any(Option::is_some)
+                    && ctx
+                        .sessions
+                        .subscribed(self.session_id, &topics::cmd_topic(self.device.as_str()));
                 self.write_buf_push(Outbound::SubAck { pkid, granted });
+                if wants_commands {
+                    // What waited while the device was away, after its SUBACK.
+                    let (ctx, device) = (ctx.clone(), self.device.clone());
+                    tokio::spawn(async move { commands::deliver_pending(&ctx, &device).await });
+                }
             }
             Inbound::Unsubscribe { pkid, filters } => {
                 for f in &filters {

@@ -6,6 +6,7 @@
 //! vigil/v1/gateways/{gateway_id}/ble    gateway → Vigil  relayed Bluetooth LE characteristic values
 //! vigil/v1/devices/{device_id}/errors   Vigil → device   why something was refused
 //! vigil/v1/devices/{device_id}/cmd      Vigil → device   commands (reminders, configuration)
+//! vigil/v1/devices/{device_id}/cmd/ack  device → Vigil   the device's confirmation of a command
 //! ```
 //! A device may publish only to its own `obs` and `events` topics and subscribe only inside its
 //! own subtree.
@@ -21,6 +22,10 @@ pub fn events_topic(device: &str) -> String {
     format!("{PREFIX}{device}/events")
 }
 
+pub fn cmd_topic(device: &str) -> String {
+    format!("{PREFIX}{device}/cmd")
+}
+
 pub fn errors_topic(device: &str) -> String {
     format!("{PREFIX}{device}/errors")
 }
@@ -34,6 +39,8 @@ pub enum PublishTarget {
     OwnEvents,
     /// Its own BLE relay topic (for a device registered as a gateway).
     OwnGatewayBle,
+    /// Its own command confirmation topic.
+    OwnCommandAck,
     /// Its own subtree, but not a topic a device writes to.
     OwnReadOnly,
     /// Anything else: another device's topic or outside the tree.
@@ -55,6 +62,7 @@ pub fn classify_publish(device: &str, topic: &str) -> PublishTarget {
     {
         Some("obs") => PublishTarget::OwnReadings,
         Some("events") => PublishTarget::OwnEvents,
+        Some("cmd/ack") => PublishTarget::OwnCommandAck,
         Some(_) => PublishTarget::OwnReadOnly,
         None => PublishTarget::Foreign,
     }
