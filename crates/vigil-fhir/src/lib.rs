@@ -28,6 +28,7 @@ pub mod common;
 mod device;
 mod error;
 mod flag;
+mod input;
 mod monitoring;
 mod observation;
 mod patient;
@@ -38,6 +39,11 @@ pub use capability::{CAPABILITY_DATE, capability_statement};
 pub use device::device_to_fhir;
 pub use error::{FhirError, IssueLocation, IssueType, Severity, operation_outcome};
 pub use flag::{AlarmFlag, SYSTEM_ALARM_CONDITION, alarm_to_flag};
+pub use input::{
+    BundleInput, BundleKind, EntryOutcome, InputLimits, InputNote, ObservationIdentifier,
+    ObservationInput, batch_response_bundle, bundle_from_fhir, observation_from_fhir,
+    observation_from_value,
+};
 pub use monitoring::{AlarmLimit, EXT_MONITORING, MonitoringSettings, add_monitoring_extension};
 pub use observation::{
     PROFILE_VITAL_SIGNS, WAVEFORM_ID_PREFIX, observation_code, observation_to_fhir,
