@@ -110,7 +110,7 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
     );
     let mut observation = resource(
         "Observation",
-        &["read", "search-type"],
+        &["read", "create", "search-type"],
         vec![
             param(
                 "patient",
@@ -223,6 +223,11 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
                     header (tokens from `vigil token issue`). SMART on FHIR is not offered yet.",
             },
             "resource": [patient, device, observation, flag],
+            // POST /fhir with a Bundle of Observation creates.
+            "interaction": [
+                { "code": "batch" },
+                { "code": "transaction" },
+            ],
         }],
     })
 }
@@ -284,7 +289,7 @@ mod tests {
         };
         assert_eq!(interactions(0), ["read", "create", "update", "search-type"]);
         assert_eq!(interactions(1), ["read", "search-type"]);
-        assert_eq!(interactions(2), ["read", "search-type"]);
+        assert_eq!(interactions(2), ["read", "create", "search-type"]);
         assert!(
             c["rest"][0]["resource"][2]["supportedProfile"]
                 .as_array()

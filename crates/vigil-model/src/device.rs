@@ -97,6 +97,10 @@ pub fn patient_at(bindings: &[Binding], at: Instant) -> Option<&PatientId> {
 /// Device ids starting with `vigil-` are reserved for Vigil.
 pub const NEWS2_SCORER: &str = "vigil-news2";
 
+/// The device id of observations posted through the FHIR API without a `device` reference (a
+/// value a clinician or an EHR entered): a software Device registered by the store.
+pub const FHIR_ENTRY: &str = "vigil-fhir";
+
 /// True for ids reserved for Vigil's own software devices.
 pub fn is_reserved_device_id(id: &str) -> bool {
     id.starts_with("vigil-")

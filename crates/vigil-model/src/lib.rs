@@ -14,7 +14,7 @@ pub mod units;
 pub mod waveform;
 
 pub use catalogue::{Category, DeviceEvent, Measurand, ObservationCode, ValueKind};
-pub use device::{Binding, Device, DeviceKind, NEWS2_SCORER, is_reserved_device_id};
+pub use device::{Binding, Device, DeviceKind, FHIR_ENTRY, NEWS2_SCORER, is_reserved_device_id};
 pub use ids::{DeviceId, IdError, PatientId};
 pub use observation::{
     AbsentReason, Acvpu, MeasuredValue, Measurement, News2Value, Observation, ObservationComponent,

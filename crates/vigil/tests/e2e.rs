@@ -2145,3 +2145,166 @@ fn a_command_waits_for_its_device_and_is_confirmed_by_it() {
         409
     );
 }
+
+fn fhir_post(
+    server: &Server,
+    token: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value, Option<String>) {
+    let resp = client()
+        .post(format!("{}{path}", server.http))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .json(body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    (status, resp.json().unwrap_or(Value::Null), location)
+}
+
+fn heart_rate_observation(patient: &str, device: Option<&str>, bpm: f64, at: &str) -> Value {
+    let mut o = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": at,
+        "valueQuantity": {"value": bpm, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"}
+    });
+    if let Some(d) = device {
+        o["device"] = json!({"reference": format!("Device/{d}")});
+    }
+    o
+}
+
+#[test]
+fn a_fhir_speaking_gateway_posts_observations_and_bundles() {
+    let w = ward();
+    w.add_device("phd-1", "p1");
+    let integration = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "integration",
+        "--subject",
+        "phd-gateway",
+    ])
+    .trim()
+    .to_owned();
+    let server = Server::start(w.dir.path());
+    let now = chrono::Utc::now();
+    let at = |s: i64| {
+        (now - chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+
+    // One Observation: 201, Location, the stored resource; again: 200, the same one.
+    let hr = heart_rate_observation("p1", Some("phd-1"), 72.0, &at(60));
+    let (status, created, location) = fhir_post(&server, &integration, "/fhir/Observation", &hr);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(
+        location
+            .unwrap()
+            .ends_with(&format!("/fhir/Observation/{id}"))
+    );
+    assert_eq!(created["device"]["reference"], "Device/phd-1");
+    assert_eq!(created["valueQuantity"]["value"], 72.0);
+    let (status, again, _) = fhir_post(&server, &integration, "/fhir/Observation", &hr);
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+    // A temperature in °F from a clinician, with no device: converted exactly, stored under vigil-fhir.
+    let temp = json!({
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": at(30),
+        "valueQuantity": {"value": 100.4, "unit": "°F", "system": "http://unitsofmeasure.org", "code": "[degF]"}
+    });
+    let (status, stored, _) = fhir_post(&server, &w.token, "/fhir/Observation", &temp);
+    assert_eq!(status, 201, "{stored}");
+    assert!((stored["valueQuantity"]["value"].as_f64().unwrap() - 38.0).abs() < 1e-9);
+    assert_eq!(stored["device"]["reference"], "Device/vigil-fhir");
+
+    // Refusals name what is wrong.
+    let mut bad = hr.clone();
+    bad["valueQuantity"]["code"] = json!("furlongs");
+    let (status, outcome, _) = fhir_post(&server, &integration, "/fhir/Observation", &bad);
+    assert_eq!(status, 400, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert!(outcome.to_string().contains("valueQuantity"), "{outcome}");
+    let (status, _, _) = fhir_post(
+        &server,
+        &integration,
+        "/fhir/Observation",
+        &heart_rate_observation("nobody", None, 70.0, &at(10)),
+    );
+    assert_eq!(status, 404);
+    let own = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "patient",
+        "--subject",
+        "p2",
+    ])
+    .trim()
+    .to_owned();
+    let (status, _, _) = fhir_post(
+        &server,
+        &own,
+        "/fhir/Observation",
+        &heart_rate_observation("p1", None, 70.0, &at(10)),
+    );
+    assert_eq!(status, 403, "a patient adds only their own readings");
+
+    // A batch: each entry on its own.
+    let entry =
+        |o: Value| json!({"resource": o, "request": {"method": "POST", "url": "Observation"}});
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        entry(heart_rate_observation("p1", Some("phd-1"), 75.0, &at(20))),
+        entry(heart_rate_observation("nobody", Some("phd-1"), 75.0, &at(20))),
+        entry(bad.clone()),
+    ]});
+    let (status, response, _) = fhir_post(&server, &integration, "/fhir", &batch);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["type"], "batch-response");
+    let statuses: Vec<&str> = response["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["201 Created", "404 Not Found", "400 Bad Request"]
+    );
+    // A transaction with one bad entry stores nothing.
+    let before = observations(&server, &w.token, "p1").len();
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(heart_rate_observation("p1", Some("phd-1"), 80.0, &at(15))),
+        entry(heart_rate_observation("nobody", Some("phd-1"), 80.0, &at(15))),
+    ]});
+    let (status, _, _) = fhir_post(&server, &integration, "/fhir", &transaction);
+    assert_eq!(status, 404);
+    assert_eq!(
+        observations(&server, &w.token, "p1").len(),
+        before,
+        "all or nothing"
+    );
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(heart_rate_observation("p1", Some("phd-1"), 80.0, &at(15))),
+        entry(heart_rate_observation("p1", Some("phd-1"), 81.0, &at(14))),
+    ]});
+    let (status, response, _) = fhir_post(&server, &integration, "/fhir", &transaction);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["type"], "transaction-response");
+    assert_eq!(observations(&server, &w.token, "p1").len(), before + 2);
+}

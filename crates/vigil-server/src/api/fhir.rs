@@ -33,7 +33,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/fhir/Patient/{id}", get(read_patient).put(update_patient))
         .route("/fhir/Device", get(search_devices))
         .route("/fhir/Device/{id}", get(read_device))
-        .route("/fhir/Observation", get(search_observations))
+        .route("/fhir", axum::routing::post(post_bundle))
+        .route(
+            "/fhir/Observation",
+            get(search_observations).post(create_observation),
+        )
         .route("/fhir/Observation/{id}", get(read_observation))
         .route("/fhir/Flag", get(search_flags))
         .route("/fhir/Flag/{id}", get(read_flag))
@@ -820,4 +824,215 @@ async fn search_flags(
             entries,
         ))
     })
+}
+
+// ---- Observation create, and batch/transaction Bundles ----
+
+/// Care staff and integration systems add observations for any patient; a patient adds their own
+/// (a home reading typed into the portal).
+fn may_add_observation(caller: &Caller, subject: &PatientId) -> bool {
+    match caller.restricted_to() {
+        Some(own) => own == subject.as_str(),
+        None => caller.may_write_patients(),
+    }
+}
+
+/// The device an input is stored under (the referenced one, which must exist, or Vigil's
+/// `vigil-fhir` entry device), after checking the patient exists. `Err` names what is missing.
+fn resolve_refs(
+    store: &dyn Store,
+    input: &vigil_fhir::ObservationInput,
+) -> Result<Result<DeviceId, String>, StoreError> {
+    if store.patient(&input.subject)?.is_none() {
+        return Ok(Err(format!("Patient/{} not found", input.subject)));
+    }
+    match &input.device {
+        Some(device) if store.device(device)?.is_none() => {
+            Ok(Err(format!("Device/{device} not found")))
+        }
+        Some(device) => Ok(Ok(device.clone())),
+        None => Ok(Ok(DeviceId::new(vigil_model::FHIR_ENTRY)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+    }
+}
+
+fn submission(
+    input: &vigil_fhir::ObservationInput,
+    device: DeviceId,
+    received: vigil_model::Instant,
+) -> vigil_store::Submission {
+    vigil_store::Submission {
+        patient: Some(input.subject.clone()),
+        device,
+        received,
+        readings: vec![input.reading.clone()],
+        waveforms: Vec::new(),
+        battery_pct: None,
+    }
+}
+
+fn ingest_error(e: crate::pipeline::IngestError) -> ApiError {
+    match e {
+        crate::pipeline::IngestError::Store(e) => ApiError::Store(e),
+        crate::pipeline::IngestError::Stopped => ApiError::Internal,
+    }
+}
+
+/// `POST /fhir/Observation`: 201 with the stored Observation and its `Location`, or 200 with the
+/// one already stored (same device, code, time and patient); refused with an OperationOutcome
+/// naming the element at fault.
+async fn create_observation(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let body = body.map_err(ApiError::Body)?;
+    let received = chrono::Utc::now();
+    let input =
+        vigil_fhir::observation_from_fhir(&body, &vigil_fhir::InputLimits::received_at(received))?;
+    if !may_add_observation(&caller, &input.subject) {
+        return Err(ApiError::Forbidden(
+            "this caller may not add observations for that patient",
+        ));
+    }
+    let checked = input.clone();
+    let device = blocking(&state, move |s| resolve_refs(s, &checked))
+        .await?
+        .map_err(ApiError::NotFound)?;
+    let outcome = state
+        .ingest
+        .submit(submission(&input, device, received))
+        .await
+        .map_err(ingest_error)?;
+    let (id, status) = match outcome.readings.first() {
+        Some(vigil_store::Outcome::Stored(id)) => (*id, StatusCode::CREATED),
+        Some(vigil_store::Outcome::Duplicate(id)) => (*id, StatusCode::OK),
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "Patient/{} not found",
+                input.subject
+            )));
+        }
+    };
+    let stored = blocking(&state, move |s| s.observation(ObservationId(id)))
+        .await?
+        .ok_or(ApiError::Internal)?;
+    Ok(Fhir {
+        status,
+        location: Some(format!("{}/Observation/{id}", state.fhir_base)),
+        ..Fhir::ok(vigil_fhir::observation_to_fhir(&stored))
+    })
+}
+
+/// `POST /fhir` with a `batch` (each entry on its own) or `transaction` (all or nothing) Bundle
+/// of Observation creates: 200 with the `batch-response` / `transaction-response`.
+async fn post_bundle(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Fhir, ApiError> {
+    use vigil_fhir::{BundleInput, EntryOutcome};
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let body = body.map_err(ApiError::Body)?;
+    let received = chrono::Utc::now();
+    let bundle =
+        vigil_fhir::bundle_from_fhir(&body, &vigil_fhir::InputLimits::received_at(received))?;
+    let kind = bundle.kind();
+    let created = |id: i64, notes: Vec<vigil_fhir::InputNote>, duplicate: bool| {
+        if duplicate {
+            EntryOutcome::Duplicate {
+                id: ObservationId(id),
+            }
+        } else {
+            EntryOutcome::Created {
+                id: ObservationId(id),
+                notes,
+            }
+        }
+    };
+    let outcomes = match bundle {
+        BundleInput::Batch(entries) => {
+            let mut outcomes = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let input = match entry {
+                    Ok(input) => input,
+                    Err(e) => {
+                        outcomes.push(EntryOutcome::invalid(&e));
+                        continue;
+                    }
+                };
+                if !may_add_observation(&caller, &input.subject) {
+                    outcomes.push(EntryOutcome::refused(
+                        403,
+                        IssueType::Forbidden,
+                        "this caller may not add observations for that patient",
+                    ));
+                    continue;
+                }
+                let checked = input.clone();
+                let device = match blocking(&state, move |s| resolve_refs(s, &checked)).await? {
+                    Ok(device) => device,
+                    Err(missing) => {
+                        outcomes.push(EntryOutcome::refused(404, IssueType::NotFound, &missing));
+                        continue;
+                    }
+                };
+                match state
+                    .ingest
+                    .submit(submission(&input, device, received))
+                    .await
+                {
+                    Ok(o) => outcomes.push(match o.readings.first() {
+                        Some(vigil_store::Outcome::Stored(id)) => {
+                            created(*id, input.notes.clone(), false)
+                        }
+                        Some(vigil_store::Outcome::Duplicate(id)) => created(*id, Vec::new(), true),
+                        _ => EntryOutcome::refused(404, IssueType::NotFound, "patient not found"),
+                    }),
+                    Err(_) => outcomes.push(EntryOutcome::refused(
+                        500,
+                        IssueType::Exception,
+                        "not stored; send it again",
+                    )),
+                }
+            }
+            outcomes
+        }
+        BundleInput::Transaction(entries) => {
+            // Every reference is checked before anything is stored; then one commit for all.
+            let mut submissions = Vec::with_capacity(entries.len());
+            for (i, input) in entries.iter().enumerate() {
+                if !may_add_observation(&caller, &input.subject) {
+                    return Err(ApiError::Forbidden(
+                        "this caller may not add observations for a patient of this transaction",
+                    ));
+                }
+                let checked = input.clone();
+                let device = blocking(&state, move |s| resolve_refs(s, &checked))
+                    .await?
+                    .map_err(|missing| {
+                        ApiError::NotFound(format!("Bundle.entry[{i}]: {missing}"))
+                    })?;
+                submissions.push(submission(input, device, received));
+            }
+            let results = state
+                .ingest
+                .submit_all(submissions)
+                .await
+                .map_err(ingest_error)?;
+            entries
+                .iter()
+                .zip(results)
+                .map(|(input, o)| match o.readings.first() {
+                    Some(vigil_store::Outcome::Stored(id)) => {
+                        created(*id, input.notes.clone(), false)
+                    }
+                    Some(vigil_store::Outcome::Duplicate(id)) => created(*id, Vec::new(), true),
+                    _ => EntryOutcome::refused(404, IssueType::NotFound, "patient not found"),
+                })
+                .collect()
+        }
+    };
+    Ok(Fhir::ok(vigil_fhir::batch_response_bundle(kind, &outcomes)))
 }

@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -259,6 +259,13 @@ CREATE TABLE device_commands (
     UNIQUE (device, correlation_id)
 ) STRICT;
 CREATE INDEX device_commands_pending ON device_commands (device, id) WHERE confirmed_us IS NULL;
+"#;
+
+/// The device of observations posted through the FHIR API without a device reference.
+const V7: &str = r#"
+INSERT INTO devices (id, kind, manufacturer, model, secret_hash)
+VALUES ('vigil-fhir', 'software', 'Vigil', 'FHIR API entry (no device named)', zeroblob(32))
+ON CONFLICT (id) DO NOTHING;
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.
