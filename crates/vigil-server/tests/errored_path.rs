@@ -222,6 +222,15 @@ impl Store for FlakyStore {
     ) -> Result<Option<vigil_store::DeviceCommand>, StoreError> {
         self.inner.command(device, correlation_id)
     }
+    fn put_template(&self, t: &vigil_store::StoredTemplate) -> Result<(), StoreError> {
+        self.inner.put_template(t)
+    }
+    fn template(&self, name: &str) -> Result<Option<vigil_store::StoredTemplate>, StoreError> {
+        self.inner.template(name)
+    }
+    fn templates(&self) -> Result<Vec<vigil_store::StoredTemplate>, StoreError> {
+        self.inner.templates()
+    }
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
         self.inner.patient_settings(patient)
     }

@@ -93,6 +93,10 @@ pub const ALL: &[(&str, Check)] = &[
         "device_commands_wait_until_confirmed_or_expired",
         device_commands_wait_until_confirmed_or_expired,
     ),
+    (
+        "templates_are_versioned_upwards",
+        templates_are_versioned_upwards,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -2863,4 +2867,40 @@ pub fn device_commands_wait_until_confirmed_or_expired(store: &dyn Store) {
         .unwrap();
     assert_eq!(failed.state(t(9, 5, 0)), "failed");
     assert_eq!(failed.detail.as_deref(), Some("unknown command"));
+}
+
+/// Every template version is kept; a new one must have a greater version; the newest is served.
+pub fn templates_are_versioned_upwards(store: &dyn Store) {
+    let version = |name: &str, v: u32, text: &str| crate::StoredTemplate {
+        name: name.to_owned(),
+        version: v,
+        format: "yaml".to_owned(),
+        text: text.to_owned(),
+        uploaded: t(9, v, 0),
+        by: "integrator".to_owned(),
+    };
+    assert_eq!(store.template("acme").unwrap(), None);
+    store.put_template(&version("acme", 1, "one")).unwrap();
+    store.put_template(&version("acme", 3, "three")).unwrap();
+    store.put_template(&version("zeta", 1, "z")).unwrap();
+    for stale in [1, 2, 3] {
+        assert!(
+            matches!(
+                store.put_template(&version("acme", stale, "x")),
+                Err(StoreError::Conflict(_))
+            ),
+            "version {stale}"
+        );
+    }
+    assert_eq!(
+        store.template("acme").unwrap(),
+        Some(version("acme", 3, "three"))
+    );
+    let all: Vec<(String, u32)> = store
+        .templates()
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.version))
+        .collect();
+    assert_eq!(all, [("acme".to_owned(), 3), ("zeta".to_owned(), 1)]);
 }

@@ -289,6 +289,20 @@ impl DeviceCommand {
     }
 }
 
+/// One version of a vendor mapping template, as uploaded (the text is kept verbatim, so what the
+/// integrator wrote is what they read back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTemplate {
+    pub name: String,
+    pub version: u32,
+    /// `json` or `yaml`.
+    pub format: String,
+    pub text: String,
+    pub uploaded: Instant,
+    /// Who uploaded it (the token's subject).
+    pub by: String,
+}
+
 /// A NEWS2 assessment to record in the observation log, under Vigil's scorer device
 /// ([`vigil_model::NEWS2_SCORER`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -491,6 +505,14 @@ pub trait Store: Send + Sync + 'static {
         device: &DeviceId,
         correlation_id: &str,
     ) -> Result<Option<DeviceCommand>, StoreError>;
+
+    /// Adds a template version; `Conflict` unless its version is greater than every stored
+    /// version of that name.
+    fn put_template(&self, template: &StoredTemplate) -> Result<(), StoreError>;
+    /// The newest version of a template.
+    fn template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError>;
+    /// The newest version of every template, by name.
+    fn templates(&self) -> Result<Vec<StoredTemplate>, StoreError>;
 
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError>;
     /// Replaces the patient's surveillance settings; durable on return. `NotFound` if there is no

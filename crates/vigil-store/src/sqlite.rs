@@ -42,7 +42,8 @@ use crate::{
     ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceCommand,
     DeviceQuery, NewStreamEvent, ObservationQuery, Outcome, PatientQuery, RefusalQuery,
     RefusedMessage, ScoreRecord, SecretHash, StepWritten, Store, StoreError, StoreStats,
-    StoredRefusal, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep, WaveformQuery,
+    StoredRefusal, StoredTemplate, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
+    WaveformQuery,
 };
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
@@ -1290,6 +1291,20 @@ fn store_scores(
     Ok(ids)
 }
 
+fn template_from_row(row: &Row<'_>) -> Result<StoredTemplate, Fail> {
+    let version: i64 = row.get(1)?;
+    Ok(StoredTemplate {
+        name: row.get(0)?,
+        version: u32::try_from(version)
+            .map_err(|_| corrupt("a template version is out of range"))?,
+        format: row.get(2)?,
+        text: row.get(3)?,
+        uploaded: instant(row.get(4)?)
+            .ok_or_else(|| corrupt("a template's time is out of range"))?,
+        by: row.get(5)?,
+    })
+}
+
 const COMMAND_SELECT: &str = "SELECT c.id, d.id, c.correlation_id, c.body, c.created_us, c.expires_us, \
      c.sent_us, c.confirmed_us, c.outcome, c.detail FROM device_commands c JOIN devices d ON d.pk = c.device";
 
@@ -2208,6 +2223,63 @@ impl Store for SqliteStore {
             ))?;
             let mut rows = stmt.query(params![pk, correlation_id])?;
             rows.next()?.map(command_from_row).transpose()
+        })
+    }
+
+    fn put_template(&self, template: &StoredTemplate) -> Result<(), StoreError> {
+        self.write("storing a template", |tx, _| {
+            let newest: Option<i64> = tx
+                .prepare_cached("SELECT max(version) FROM templates WHERE name = ?1")?
+                .query_row([&template.name], |r| r.get(0))?;
+            if let Some(newest) = newest
+                && i64::from(template.version) <= newest
+            {
+                return Err(StoreError::Conflict(format!(
+                    "template {} is at version {newest}; a new version must be greater",
+                    template.name
+                ))
+                .into());
+            }
+            tx.prepare_cached(
+                "INSERT INTO templates (name, version, format, text, uploaded_us, uploaded_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                template.name,
+                template.version,
+                template.format,
+                template.text,
+                micros(template.uploaded),
+                template.by,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn template(&self, name: &str) -> Result<Option<StoredTemplate>, StoreError> {
+        self.read("reading a template", |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT name, version, format, text, uploaded_us, uploaded_by FROM templates \
+                 WHERE name = ?1 ORDER BY version DESC LIMIT 1",
+            )?;
+            let mut rows = stmt.query([name])?;
+            rows.next()?.map(template_from_row).transpose()
+        })
+    }
+
+    fn templates(&self) -> Result<Vec<StoredTemplate>, StoreError> {
+        self.read("listing templates", |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT t.name, t.version, t.format, t.text, t.uploaded_us, t.uploaded_by \
+                 FROM templates t WHERE t.version = \
+                 (SELECT max(version) FROM templates u WHERE u.name = t.name) ORDER BY t.name",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(template_from_row(row)?);
+            }
+            Ok(out)
         })
     }
 

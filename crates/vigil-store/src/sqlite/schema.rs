@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -266,6 +266,19 @@ const V7: &str = r#"
 INSERT INTO devices (id, kind, manufacturer, model, secret_hash)
 VALUES ('vigil-fhir', 'software', 'Vigil', 'FHIR API entry (no device named)', zeroblob(32))
 ON CONFLICT (id) DO NOTHING;
+"#;
+
+/// Vendor mapping templates, every version kept.
+const V8: &str = r#"
+CREATE TABLE templates (
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL CHECK (version >= 1),
+    format      TEXT NOT NULL CHECK (format IN ('json', 'yaml')),
+    text        TEXT NOT NULL,
+    uploaded_us INTEGER NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.
