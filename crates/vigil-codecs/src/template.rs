@@ -120,13 +120,17 @@
 //!
 //! **Which time**: the rule's `time` if it has one (a missing or bad one rejects the reading);
 //! else the template's `time` (a missing or bad one refuses the whole message); else the time of
-//! receipt, flagged `time-from-receipt`.
+//! receipt, flagged `time-from-receipt`. A time too far ahead of receipt rejects each reading
+//! that has it, whichever it came from.
 //!
 //! After conversion a value must lie within the measurand's plausible range (inclusive). A second
 //! reading of the same measurand at the same time as an accepted one is rejected as a duplicate
 //! (the first is kept). Accepted readings are grouped with [`vigil_model::assemble_readings`], so
 //! a systolic and a diastolic pressure at one time become one blood-pressure panel. Every reading
 //! is `final`.
+//!
+//! Two rules with the same `code`, `each` and `value` are refused as a repeated rule (paths
+//! compared as the JSONPath parser prints them back).
 //!
 //! **`battery`**: a number that is a whole number from 0 to 100; another value is rejected and
 //! ignored, a missing one skipped.
@@ -371,7 +375,7 @@ impl fmt::Display for Rejection {
 /// included; logs and metrics take [`RejectionReason::kind`] only (house rule 7).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RejectionReason {
-    #[error("{field} is {}; a reading without a value is never taken as normal", if *.sent_null { "null" } else { "not in the message" })]
+    #[error("{}", missing(.field, *.sent_null))]
     Missing {
         /// `value`, `unit` (at `unit_path`), `time` or `battery`.
         field: &'static str,
@@ -718,6 +722,21 @@ fn at_position(line: Option<usize>, column: Option<usize>) -> String {
         (Some(line), None) => format!(" (line {line})"),
         _ => String::new(),
     }
+}
+
+fn missing(field: &str, sent_null: bool) -> String {
+    let state = if sent_null {
+        "null"
+    } else {
+        "not in the message"
+    };
+    let why = match field {
+        "value" => "; a reading without a value is never taken as normal",
+        "unit" => "; a value is never read without its unit",
+        "time" => "; a value is never given another time than its own",
+        _ => "",
+    };
+    format!("{field} is {state}{why}")
 }
 
 fn sent_as(sent: &Option<Quantity>) -> String {

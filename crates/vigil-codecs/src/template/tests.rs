@@ -866,6 +866,10 @@ fn units_from_the_message() {
             }
         )
     );
+    assert_eq!(
+        only_rejection(&m).reason.to_string(),
+        "unit is not in the message; a value is never read without its unit"
+    );
     let m = apply(&mapped, r#"{"id": "d1", "g": 5.5, "u": 2}"#).unwrap();
     assert_eq!(
         only_rejection(&m).reason,
@@ -1448,4 +1452,14 @@ fn every_kind_is_a_stable_label() {
             "{label}"
         );
     }
+}
+
+#[test]
+fn templates_and_results_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Template>();
+    send_sync::<Mapped>();
+    send_sync::<DryRun>();
+    send_sync::<TemplateError>();
+    send_sync::<TemplateApplyError>();
 }
