@@ -169,7 +169,7 @@ pub const MIN_RATE_HZ: f64 = 1.0;
 pub const MAX_RATE_HZ: f64 = 10_000.0;
 
 /// The latest accepted time, 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
-const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+pub(crate) const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 
 /// Why a time (`ts`, `start`) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,6 +6,7 @@ pub mod device_json;
 pub mod hl7;
 mod json;
 pub mod mllp;
+pub mod template;
 
 pub use ble::{
     BleAddress, BleError, Characteristic, CharacteristicValue, GatewayLimits, GatewayMessage,
@@ -21,3 +22,8 @@ pub use hl7::{
     decode_oru,
 };
 pub use mllp::{MllpCodec, MllpError};
+pub use template::{
+    DryRun, DryRunReading, DryRunRefusal, DryRunRejection, Mapped, Rejection, RejectionReason,
+    RuleRef, Template, TemplateApplyError, TemplateError, TemplateFormat, TemplateLimits,
+    TemplateProblem, TimeError, TimeFormat,
+};
