@@ -15,6 +15,7 @@ use std::thread;
 use std::time::Instant as StdInstant;
 
 use tokio::sync::{mpsc, oneshot};
+use vigil_codecs::template::Template;
 use vigil_store::{Store, StoreError, Submission, SubmissionOutcome};
 
 use crate::telemetry;
@@ -59,6 +60,61 @@ struct Job {
 pub struct Ingest {
     tx: mpsc::Sender<Job>,
     refusals: RefusalLog,
+    templates: Templates,
+}
+
+/// The newest version of each vendor mapping template, parsed once: read from the store on first
+/// use, replaced when a new version is uploaded.
+#[derive(Clone)]
+pub struct Templates {
+    store: Arc<dyn Store>,
+    parsed: Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<Template>>>>,
+}
+
+impl Templates {
+    fn new(store: Arc<dyn Store>) -> Self {
+        Templates {
+            store,
+            parsed: Default::default(),
+        }
+    }
+
+    /// The template `name`, if one is stored (its newest version).
+    pub async fn get(&self, name: &str) -> Result<Option<Arc<Template>>, StoreError> {
+        if let Some(t) = self
+            .parsed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(Some(t.clone()));
+        }
+        let (store, key) = (self.store.clone(), name.to_owned());
+        let stored = tokio::task::spawn_blocking(move || store.template(&key))
+            .await
+            .map_err(|_| StoreError::Backend("the store task ended".into()))??;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let format = if stored.format == "yaml" {
+            vigil_codecs::template::TemplateFormat::Yaml
+        } else {
+            vigil_codecs::template::TemplateFormat::Json
+        };
+        let template = Template::parse(&stored.text, format)
+            .map_err(|e| StoreError::Corrupt(format!("stored template {name}: {e}")))?;
+        Ok(Some(self.install(template)))
+    }
+
+    /// Makes `template` the one in use for its name.
+    pub fn install(&self, template: Template) -> Arc<Template> {
+        let template = Arc::new(template);
+        self.parsed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(template.name().to_owned(), template.clone());
+        template
+    }
 }
 
 /// Refused messages on their way to the store's refusal log (best effort, bounded: a flood of bad
@@ -132,11 +188,16 @@ impl Ingest {
     ) -> std::io::Result<(Ingest, IngestWriter)> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let refusals = RefusalLog::start(store.clone())?;
+        let templates = Templates::new(store.clone());
         let thread = thread::Builder::new()
             .name("vigil-ingest-writer".into())
             .spawn(move || writer_loop(store, rx, config.max_batch_readings.max(1), on_commit))?;
         Ok((
-            Ingest { tx, refusals },
+            Ingest {
+                tx,
+                refusals,
+                templates,
+            },
             IngestWriter {
                 thread: Some(thread),
             },
@@ -164,6 +225,11 @@ impl Ingest {
     }
 
     /// Submissions waiting for the writer (for readiness and metrics).
+    /// The vendor mapping templates in use.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
     /// Where sources keep the messages they refuse.
     pub fn refusals(&self) -> &RefusalLog {
         &self.refusals
@@ -264,8 +330,10 @@ pub struct MessageReport {
 }
 
 /// Which of the device contracts a message follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceMessage {
+    /// A vendor's own JSON (`vigil/v1/ingest/{template}`), read with that mapping template.
+    Vendor(String),
     /// Readings and waveforms (`…/obs`): the device JSON payload.
     Readings,
     /// One event (`…/events`): a fall, a panic-button press, a sensor off.
@@ -333,6 +401,89 @@ impl Refusal {
     }
 }
 
+/// A vendor message read with its template: the device it is from (the sender itself, or any
+/// registered device when the sender is a gateway or hub), what it yielded, and what the
+/// template rejected item by item.
+async fn vendor_message(
+    ingest: &Ingest,
+    store: &Arc<dyn Store>,
+    limits: &vigil_codecs::DecodeLimits,
+    sender: &vigil_model::DeviceId,
+    name: &str,
+    payload: &[u8],
+    received: vigil_model::Instant,
+) -> Result<
+    Result<(vigil_model::DeviceId, vigil_codecs::DecodedMessage, Vec<Rejection>), Refusal>,
+    MessageError,
+> {
+    let template = match ingest.templates().get(name).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Ok(Err(Refusal::new(
+                "unknown_template",
+                format!("no mapping template is named {name:?}"),
+            )));
+        }
+        Err(e) => return Err(MessageError::Ingest(IngestError::Store(e))),
+    };
+    let mapped = match template.apply(payload, received, limits) {
+        Ok(mapped) => mapped,
+        Err(e) => {
+            return Ok(Err(Refusal {
+                kind: e.kind(),
+                too_large: matches!(
+                    e,
+                    vigil_codecs::template::TemplateApplyError::Envelope(
+                        vigil_codecs::PayloadError::TooLarge { .. }
+                    )
+                ),
+                reason: e.to_string(),
+            }));
+        }
+    };
+    if &mapped.device != sender {
+        let (store, who, from) = (store.clone(), sender.clone(), mapped.device.clone());
+        let allowed = tokio::task::spawn_blocking(move || {
+            let hub = store
+                .device(&who)?
+                .is_some_and(|d| d.kind.as_str() == vigil_model::DeviceKind::GATEWAY);
+            Ok::<_, StoreError>(hub && store.device(&from)?.is_some())
+        })
+        .await
+        .map_err(|_| MessageError::Ingest(IngestError::Stopped))?
+        .map_err(|e| MessageError::Ingest(IngestError::Store(e)))?;
+        if !allowed {
+            return Ok(Err(Refusal::new(
+                "foreign_device",
+                format!(
+                    "the message is from device {}, not from the sender; only a registered gateway \
+                     may send for other (registered) devices",
+                    mapped.device
+                ),
+            )));
+        }
+    }
+    let rejections = mapped
+        .rejected
+        .iter()
+        .map(|r| Rejection {
+            pointer: r.pointer.clone(),
+            code: r.code.map(str::to_owned),
+            kind: r.kind(),
+            reason: r.to_string(),
+        })
+        .collect();
+    Ok(Ok((
+        mapped.device,
+        vigil_codecs::DecodedMessage {
+            readings: mapped.readings,
+            battery_pct: mapped.battery_pct,
+            ..Default::default()
+        },
+        rejections,
+    )))
+}
+
 /// The registered peripheral a gateway relays for; the gateway must be registered as one.
 async fn relayed_peripheral(
     store: &Arc<dyn Store>,
@@ -391,6 +542,7 @@ pub async fn ingest_device_message(
 ) -> Result<MessageReport, MessageError> {
     let received = chrono::Utc::now();
     let sender = device.clone();
+    let mut template_rejections: Vec<Rejection> = Vec::new();
     let mut device = device.clone();
     let decoded = match message {
         DeviceMessage::Readings => {
@@ -398,6 +550,16 @@ pub async fn ingest_device_message(
         }
         DeviceMessage::Event => {
             vigil_codecs::decode_device_event(payload, received, limits).map_err(Refusal::from)
+        }
+        DeviceMessage::Vendor(name) => {
+            match vendor_message(ingest, store, limits, &sender, &name, payload, received).await? {
+                Ok((from, decoded, rejections)) => {
+                    device = from;
+                    template_rejections = rejections;
+                    Ok(decoded)
+                }
+                Err(refusal) => Err(refusal),
+            }
         }
         DeviceMessage::Ble => {
             let ble_limits = vigil_codecs::ble::GatewayLimits {
@@ -454,6 +616,10 @@ pub async fn ingest_device_message(
             }
         })
         .collect();
+    for r in &template_rejections {
+        telemetry::reading_rejected(source, r.kind);
+    }
+    rejected.extend(template_rejections);
     let keep_rejections = |rejected: &[Rejection], whole: bool| {
         if let Some(first) = rejected.first() {
             let reasons: Vec<String> = rejected
