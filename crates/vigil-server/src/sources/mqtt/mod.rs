@@ -490,12 +490,14 @@ impl Connection {
                     }
                     target @ (PublishTarget::OwnReadings
                     | PublishTarget::OwnEvents
-                    | PublishTarget::OwnGatewayBle) => {
+                    | PublishTarget::OwnGatewayBle
+                    | PublishTarget::Vendor(_)) => {
                         let ctx = ctx.clone();
                         let device = self.device.clone();
                         let message = match target {
                             PublishTarget::OwnEvents => DeviceMessage::Event,
                             PublishTarget::OwnGatewayBle => DeviceMessage::Ble,
+                            PublishTarget::Vendor(template) => DeviceMessage::Vendor(template),
                             _ => DeviceMessage::Readings,
                         };
                         inflight.push_back(Box::pin(async move {

@@ -4,6 +4,7 @@
 //! vigil/v1/devices/{device_id}/obs      device → Vigil   readings (the payload contract)
 //! vigil/v1/devices/{device_id}/events   device → Vigil   events: fall, panic, sensor off
 //! vigil/v1/gateways/{gateway_id}/ble    gateway → Vigil  relayed Bluetooth LE characteristic values
+//! vigil/v1/ingest/{template}            device → Vigil   a vendor's own JSON, read with that template
 //! vigil/v1/devices/{device_id}/errors   Vigil → device   why something was refused
 //! vigil/v1/devices/{device_id}/cmd      Vigil → device   commands (reminders, configuration)
 //! vigil/v1/devices/{device_id}/cmd/ack  device → Vigil   the device's confirmation of a command
@@ -13,6 +14,7 @@
 
 pub const PREFIX: &str = "vigil/v1/devices/";
 pub const GATEWAY_PREFIX: &str = "vigil/v1/gateways/";
+pub const INGEST_PREFIX: &str = "vigil/v1/ingest/";
 
 pub fn obs_topic(device: &str) -> String {
     format!("{PREFIX}{device}/obs")
@@ -41,6 +43,8 @@ pub enum PublishTarget {
     OwnGatewayBle,
     /// Its own command confirmation topic.
     OwnCommandAck,
+    /// A vendor message for the named mapping template.
+    Vendor(String),
     /// Its own subtree, but not a topic a device writes to.
     OwnReadOnly,
     /// Anything else: another device's topic or outside the tree.
@@ -48,6 +52,12 @@ pub enum PublishTarget {
 }
 
 pub fn classify_publish(device: &str, topic: &str) -> PublishTarget {
+    if let Some(template) = topic.strip_prefix(INGEST_PREFIX)
+        && !template.is_empty()
+        && !template.contains('/')
+    {
+        return PublishTarget::Vendor(template.to_owned());
+    }
     if topic
         .strip_prefix(GATEWAY_PREFIX)
         .and_then(|rest| rest.strip_prefix(device))
