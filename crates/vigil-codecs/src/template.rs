@@ -31,7 +31,8 @@
 //! battery: "$.batt"
 //! ```
 //!
-//! A template is written in JSON (RFC 8259) or YAML (1.2, one document), at most
+//! A template is written in JSON (RFC 8259) or YAML (one document; plain scalars resolved by the
+//! YAML 1.2 core schema, so `no` and `on` are strings), at most
 //! [`TemplateLimits::max_bytes`] long, and parsed with [`Template::parse`]. Any member not named
 //! below, a member given twice, a value of the wrong type or a rule that breaks a clause below
 //! refuses the whole template ([`TemplateError`], naming the field: `readings[2].unit`).

@@ -1260,6 +1260,14 @@ fn a_message_that_fails_a_match_rule_is_refused() {
         "the message does not match the template: match[1] ($.schema) found nothing; expected \
          one of 2, 3"
     );
+    // YAML scalars follow the 1.2 core schema: `no` and `on` are strings, not booleans.
+    let yes_no = rule_with(
+        r#"{code: heart_rate, value: "$.hr", unit: /min}"#,
+        "match: [{path: \"$.a\", equals: no}, {path: \"$.b\", equals: on}]\n",
+    )
+    .unwrap();
+    assert!(apply(&yes_no, r#"{"a": "no", "b": "on", "id": "d", "hr": 1}"#).is_ok());
+    assert!(apply(&yes_no, r#"{"a": false, "b": "on", "id": "d", "hr": 1}"#).is_err());
     // Strings never equal numbers.
     let e = apply(
         &t,
