@@ -413,7 +413,14 @@ async fn vendor_message(
     payload: &[u8],
     received: vigil_model::Instant,
 ) -> Result<
-    Result<(vigil_model::DeviceId, vigil_codecs::DecodedMessage, Vec<Rejection>), Refusal>,
+    Result<
+        (
+            vigil_model::DeviceId,
+            vigil_codecs::DecodedMessage,
+            Vec<Rejection>,
+        ),
+        Refusal,
+    >,
     MessageError,
 > {
     let template = match ingest.templates().get(name).await {

@@ -2308,3 +2308,140 @@ fn a_fhir_speaking_gateway_posts_observations_and_bundles() {
     assert_eq!(response["type"], "transaction-response");
     assert_eq!(observations(&server, &w.token, "p1").len(), before + 2);
 }
+
+#[test]
+fn a_vendor_device_lands_through_an_uploaded_mapping_template() {
+    let w = ward();
+    let integration = vigil(&[
+        "token",
+        "issue",
+        "--data-dir",
+        w.data(),
+        "--role",
+        "integration",
+        "--subject",
+        "integrator",
+    ])
+    .trim()
+    .to_owned();
+    // The template names the device acme-{serial}: the band registers under that id.
+    let secret = w.add_device("acme-AB2-00417", "p1");
+    let server = Server::start(w.dir.path());
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates");
+    let template = std::fs::read_to_string(examples.join("acme-band.yaml")).unwrap();
+    let upload = |text: &str, token: &str| {
+        let resp = client()
+            .put(format!("{}/api/v1/templates/acme-band", server.http))
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(text.to_owned())
+            .send()
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(
+        upload(&template, &w.token).0,
+        403,
+        "clinicians do not upload templates"
+    );
+    let (status, body) = upload(&template, &integration);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], 3);
+    let (status, body) = upload(&template, &integration);
+    assert_eq!(status, 409, "the version must increase: {body}");
+    let (status, body) = upload(
+        &template
+            .replace("value: \"$.hr\"", "vlaue: \"$.hr\"")
+            .replace("version: 3", "version: 4"),
+        &integration,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["field"].as_str().unwrap().starts_with("readings[0]"),
+        "{body}"
+    );
+
+    // The vendor's message, timed a minute ago.
+    let now = chrono_now_ms();
+    let mut sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(examples.join("acme-band.sample.json")).unwrap(),
+    )
+    .unwrap();
+    sample["ts"] = json!(now - 60_000);
+    sample["backlog"] = json!([]);
+    let message = sample.to_string();
+    // A dry run shows what it becomes and stores nothing.
+    let dry: Value = client()
+        .post(format!(
+            "{}/api/v1/templates/acme-band/dry-run",
+            server.http
+        ))
+        .bearer_auth(&integration)
+        .body(message.clone())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(dry["matched"], true, "{dry}");
+    assert_eq!(dry["device"], "acme-AB2-00417");
+    assert!(observations(&server, &w.token, "p1").is_empty());
+    // Published by the band itself on vigil/v1/ingest/acme-band.
+    let out = mosquitto_pub(
+        server.mqtt_port,
+        "acme-AB2-00417",
+        &secret,
+        "vigil/v1/ingest/acme-band",
+        &message,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let found = observations(&server, &w.token, "p1");
+        if found.len() >= 5 {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {found:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let value = |code: &str| {
+        stored
+            .iter()
+            .find(|o| o["code"]["coding"][0]["code"] == code)
+            .map(|o| o["valueQuantity"]["value"].as_f64().unwrap())
+    };
+    assert_eq!(value("8867-4"), Some(72.0));
+    assert_eq!(
+        value("8310-5"),
+        Some(36.8),
+        "tenths of a degree, computed exactly"
+    );
+    assert_eq!(value("9279-1"), Some(14.0));
+    // Another device's serial from this band is refused: a template never lets one device write
+    // for another.
+    sample["serial"] = json!("AB2-99999");
+    let (status, body) = {
+        let resp = client()
+            .post(format!("{}/api/v1/ingest/acme-band", server.http))
+            .basic_auth("acme-AB2-00417", Some(&secret))
+            .body(sample.to_string())
+            .send()
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["type"].as_str().unwrap().ends_with("foreign_device"),
+        "{body}"
+    );
+}

@@ -93,6 +93,23 @@ pub async fn post_event(
     post_message(state, device_id, headers, body, DeviceMessage::Event).await
 }
 
+/// `POST /api/v1/ingest/{template}`: the HTTP twin of the MQTT vendor topic; the device signs
+/// in with HTTP Basic as for its readings.
+pub async fn post_vendor(
+    State(state): State<Arc<AppState>>,
+    Path(template): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some((user, _)) = basic_credentials(&headers) else {
+        return unauthorized(
+            "no_credentials",
+            "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
+        );
+    };
+    post_message(state, user, headers, body, DeviceMessage::Vendor(template)).await
+}
+
 async fn post_message(
     state: Arc<AppState>,
     device_id: String,

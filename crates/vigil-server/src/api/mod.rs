@@ -9,6 +9,7 @@ mod problem;
 mod refusals;
 mod registry;
 mod surveillance;
+mod templates;
 
 use std::sync::Arc;
 
@@ -63,6 +64,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/cohorts", get(surveillance::list_cohorts))
         .route("/api/v1/refused", get(refusals::list_refused))
+        .route("/api/v1/ingest/{template}", post(devices::post_vendor))
+        .route("/api/v1/templates", get(templates::list))
+        .route(
+            "/api/v1/templates/{name}",
+            get(templates::read).put(templates::upload),
+        )
+        .route("/api/v1/templates/{name}/dry-run", post(templates::dry_run))
         .route("/api/v1/devices", post(registry::register))
         .route(
             "/api/v1/devices/{device_id}/secret",
