@@ -72,6 +72,8 @@ fn main() {
         serial: Some("SN-77881".into()),
         firmware: Some("2.4.1".into()),
         ble_address: None,
+        calibrated_at: Some(at(0) - chrono::Duration::days(200)),
+        calibration_due: Some(at(0) + chrono::Duration::days(165)),
         battery_pct: Some(87),
         last_seen: Some(at(2)),
     };

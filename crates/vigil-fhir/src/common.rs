@@ -41,6 +41,10 @@ pub const SYSTEM_NEWS2_BAND: &str = "urn:vigil:news2-band";
 pub const EXT_QUALITY: &str = "urn:vigil:quality";
 /// Extension on a Device: `valueInstant` = when the device last delivered anything Vigil accepted.
 pub const EXT_LAST_SEEN: &str = "urn:vigil:last-seen";
+/// Extension on a Device: `valueDateTime` = when it was last calibrated.
+pub const EXT_CALIBRATED: &str = "urn:vigil:calibrated";
+/// Extension on a Device: `valueDateTime` = by when it must be calibrated again.
+pub const EXT_CALIBRATION_DUE: &str = "urn:vigil:calibration-due";
 
 /// An instant as FHIR `instant`/`dateTime`: RFC 3339, UTC (`Z`), millisecond precision.
 pub fn instant(at: Instant) -> String {

@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 use vigil_model::{Device, DeviceKind, PatientId};
 
 use crate::common::{
-    EXT_LAST_SEEN, MDC, SYSTEM_BLE_ADDRESS, SYSTEM_DEVICE, V2_0203, coding, instant, quantity,
-    reference,
+    EXT_CALIBRATED, EXT_CALIBRATION_DUE, EXT_LAST_SEEN, MDC, SYSTEM_BLE_ADDRESS, SYSTEM_DEVICE,
+    V2_0203, coding, instant, quantity, reference,
 };
 
 /// An MDC device-type coding for the kinds whose code is verified (IEEE 11073-10101, and seen in
@@ -80,8 +80,20 @@ pub fn device_to_fhir(d: &Device, patient: Option<&PatientId>) -> Value {
     if let Some(patient) = patient {
         out["patient"] = reference("Patient", patient.as_str());
     }
+    let mut extensions = Vec::new();
     if let Some(seen) = d.last_seen {
-        out["extension"] = json!([{ "url": EXT_LAST_SEEN, "valueInstant": instant(seen) }]);
+        extensions.push(json!({ "url": EXT_LAST_SEEN, "valueInstant": instant(seen) }));
+    }
+    // R4's Device has no calibration element (DeviceMetric.calibration describes one metric's
+    // calibration, not the device's service date): Vigil's own extensions, as for last seen.
+    if let Some(at) = d.calibrated_at {
+        extensions.push(json!({ "url": EXT_CALIBRATED, "valueDateTime": instant(at) }));
+    }
+    if let Some(due) = d.calibration_due {
+        extensions.push(json!({ "url": EXT_CALIBRATION_DUE, "valueDateTime": instant(due) }));
+    }
+    if !extensions.is_empty() {
+        out["extension"] = Value::Array(extensions);
     }
     out
 }
@@ -101,6 +113,8 @@ mod tests {
             serial: Some("SN123".into()),
             firmware: Some("2.4.1".into()),
             ble_address: None,
+            calibrated_at: None,
+            calibration_due: None,
             battery_pct: Some(87),
             last_seen: Some(Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap()),
         }

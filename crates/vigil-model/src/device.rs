@@ -47,6 +47,9 @@ pub struct Device {
     /// For a Bluetooth LE peripheral: its public or static random device address, in the
     /// canonical upper-case colon form (`C4:7C:8D:6A:11:02`); gateways relay its data under it.
     pub ble_address: Option<String>,
+    /// When the device was last calibrated, and by when it must be calibrated again.
+    pub calibrated_at: Option<Instant>,
+    pub calibration_due: Option<Instant>,
     /// Battery charge in percent (0–100), as last reported by the device.
     pub battery_pct: Option<u8>,
     /// When the device last delivered anything Vigil accepted.
@@ -63,6 +66,8 @@ impl Device {
             serial: None,
             firmware: None,
             ble_address: None,
+            calibrated_at: None,
+            calibration_due: None,
             battery_pct: None,
             last_seen: None,
         }

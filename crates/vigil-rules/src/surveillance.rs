@@ -444,6 +444,22 @@ impl Surveillance {
             .unwrap_or_default()
     }
 
+    /// Records when `device` must next be calibrated (`None`: no due date); an overdue one
+    /// raises a technical alarm, at once or when it comes due.
+    pub fn set_calibration_due(
+        &mut self,
+        device: &DeviceId,
+        due: Option<Instant>,
+        now: Instant,
+    ) -> Vec<Output> {
+        let changes = self.devices.set_calibration_due(device, due, now);
+        changes
+            .iter()
+            .flat_map(|c| self.book.apply(c, now))
+            .map(Output::Alarm)
+            .collect()
+    }
+
     /// Starts watching a device for silence from `since`, even if it never sends anything.
     pub fn watch_device(&mut self, device: &DeviceId, kind: DeviceKind, since: Instant) {
         self.devices.watch(device, kind, since);

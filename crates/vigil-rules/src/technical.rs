@@ -42,6 +42,10 @@
 //!   device itself says nothing is being measured, so the patient is unmonitored for that vital
 //!   sign, which needs a prompt response (medium, as ward monitors rate probe-off and lead-off).
 //!   Clears at the next clean reading of that measurand from the device.
+//! * **Calibration due** (`technical:calibration-due`, low): the date by which the device must
+//!   be calibrated (as the registry records it) has passed. Timer-driven like silence, so it
+//!   fires at the due time whether or not the device sends anything; clears when a new due date
+//!   in the future is recorded (after a calibration) or the due date is removed.
 //! * **Clock skew** (`technical:clock-skew`, low): a reading time more than 60 s ahead of its
 //!   receipt (never possible with a correct clock), or, for streaming kinds, more than the kind's
 //!   lag behind. Clears at a reading within half those tolerances. Readings timed by their receipt
@@ -64,6 +68,8 @@ pub const SILENT: &str = "technical:silent";
 pub const BATTERY: &str = "technical:battery";
 /// Condition id of the clock-skew condition.
 pub const CLOCK_SKEW: &str = "technical:clock-skew";
+/// Condition id of an overdue calibration.
+pub const CALIBRATION_DUE: &str = "technical:calibration-due";
 
 /// Condition id of the sensor-off condition of one measurand: `technical:sensor-off:{measurand}`.
 pub fn sensor_off_condition(measurand: Measurand) -> String {
@@ -252,6 +258,12 @@ pub struct DeviceWatch {
     deadlines: BTreeSet<(Instant, DeviceId)>,
     /// The deadline each device is indexed under in `deadlines`.
     indexed: BTreeMap<DeviceId, Instant>,
+    /// Calibration due dates not yet passed, earliest first.
+    calibration_pending: BTreeSet<(Instant, DeviceId)>,
+    /// Each device's calibration due date.
+    calibration_due: BTreeMap<DeviceId, Instant>,
+    /// Devices whose overdue calibration is raised.
+    calibration_overdue: BTreeSet<DeviceId>,
 }
 
 impl TryFrom<WatchState> for DeviceWatch {
@@ -261,8 +273,7 @@ impl TryFrom<WatchState> for DeviceWatch {
         let mut watch = DeviceWatch {
             config: state.config,
             devices: state.devices,
-            deadlines: BTreeSet::new(),
-            indexed: BTreeMap::new(),
+            ..DeviceWatch::default()
         };
         let ids: Vec<DeviceId> = watch.devices.keys().cloned().collect();
         for id in ids {
@@ -559,10 +570,63 @@ impl DeviceWatch {
             .collect()
     }
 
+    /// Records when `device` must next be calibrated (`None`: no due date). A date already
+    /// passed raises the condition at once; a later one clears a raised condition and waits.
+    pub fn set_calibration_due(
+        &mut self,
+        device: &DeviceId,
+        due: Option<Instant>,
+        now: Instant,
+    ) -> Vec<ConditionChange> {
+        if let Some(old) = self.calibration_due.remove(device) {
+            self.calibration_pending.remove(&(old, device.clone()));
+        }
+        let key = || ConditionKey::device(device.clone(), CALIBRATION_DUE);
+        match due {
+            Some(due) if due <= now => {
+                self.calibration_due.insert(device.clone(), due);
+                if self.calibration_overdue.insert(device.clone()) {
+                    return vec![overdue(key(), due, now)];
+                }
+                Vec::new()
+            }
+            Some(due) => {
+                self.calibration_due.insert(device.clone(), due);
+                self.calibration_pending.insert((due, device.clone()));
+                self.clear_overdue(device, now)
+            }
+            None => self.clear_overdue(device, now),
+        }
+    }
+
+    fn clear_overdue(&mut self, device: &DeviceId, at: Instant) -> Vec<ConditionChange> {
+        if self.calibration_overdue.remove(device) {
+            return vec![ConditionChange::Cleared {
+                key: ConditionKey::device(device.clone(), CALIBRATION_DUE),
+                at,
+            }];
+        }
+        Vec::new()
+    }
+
     /// Fires the "no data" condition of every device whose deadline is at or before `now`, once
-    /// each, in deadline order. `at` of each change is the deadline itself.
+    /// each, in deadline order, and every calibration that has come due. `at` of each change is
+    /// the deadline itself.
     pub fn tick(&mut self, now: Instant) -> Vec<ConditionChange> {
         let mut changes = Vec::new();
+        while let Some((due, device)) = self.calibration_pending.first().cloned() {
+            if due > now {
+                break;
+            }
+            self.calibration_pending.pop_first();
+            if self.calibration_overdue.insert(device.clone()) {
+                changes.push(overdue(
+                    ConditionKey::device(device, CALIBRATION_DUE),
+                    due,
+                    due,
+                ));
+            }
+        }
         while let Some((deadline, device)) = self.deadlines.first().cloned() {
             if deadline > now {
                 break;
@@ -595,7 +659,9 @@ impl DeviceWatch {
     /// The earliest time at which [`DeviceWatch::tick`] can fire: sleep until then (and again
     /// after any call that changed the watch).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(at, _)| *at)
+        let silence = self.deadlines.first().map(|(at, _)| *at);
+        let calibration = self.calibration_pending.first().map(|(at, _)| *at);
+        [silence, calibration].into_iter().flatten().min()
     }
 
     /// The device's silence deadline, if it can still go silent.
@@ -621,6 +687,18 @@ impl DeviceWatch {
             self.indexed.insert(device.clone(), new);
         }
     }
+}
+
+fn overdue(key: ConditionKey, due: Instant, at: Instant) -> ConditionChange {
+    technical(
+        key,
+        Priority::Low,
+        format!(
+            "calibration overdue since {}",
+            due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        at,
+    )
 }
 
 fn technical(
@@ -1092,5 +1170,37 @@ mod tests {
                 prop_assert_eq!(w.next_deadline(), (!fired).then(|| t(last_seen + 90)));
             }
         }
+    }
+
+    #[test]
+    fn an_overdue_calibration_alarms_at_its_due_time_and_clears_with_a_new_date() {
+        let mut w = DeviceWatch::new(WatchConfig::default()).unwrap();
+        let d = DeviceId::new("cuff-1").unwrap();
+        let at = |s: i64| {
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 22, 8, 0, 0).unwrap()
+                + TimeDelta::seconds(s)
+        };
+        assert!(w.set_calibration_due(&d, Some(at(100)), at(0)).is_empty());
+        assert_eq!(w.next_deadline(), Some(at(100)));
+        assert!(w.tick(at(99)).is_empty());
+        let fired = w.tick(at(100));
+        assert_eq!(fired.len(), 1);
+        assert!(
+            matches!(&fired[0], ConditionChange::Present { key, trigger, .. }
+            if key.condition == CALIBRATION_DUE && trigger.priority == Priority::Low)
+        );
+        assert!(w.tick(at(200)).is_empty(), "once");
+        assert_eq!(w.next_deadline(), None);
+        // Calibrated: a new due date in a year clears it.
+        let cleared = w.set_calibration_due(&d, Some(at(365 * 86_400)), at(300));
+        assert!(matches!(&cleared[0], ConditionChange::Cleared { .. }));
+        // A due date already passed when recorded raises at once; removing it clears.
+        let e = DeviceId::new("scale-1").unwrap();
+        assert_eq!(w.set_calibration_due(&e, Some(at(-10)), at(0)).len(), 1);
+        assert!(
+            w.set_calibration_due(&e, Some(at(-5)), at(1)).is_empty(),
+            "still the same condition"
+        );
+        assert_eq!(w.set_calibration_due(&e, None, at(2)).len(), 1);
     }
 }

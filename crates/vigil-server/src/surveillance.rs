@@ -79,6 +79,11 @@ enum Command {
         patient: PatientId,
         reply: oneshot::Sender<PatientSettings>,
     },
+    /// A device's calibration due date changed in the registry.
+    Calibration {
+        device: DeviceId,
+        due: Option<Instant>,
+    },
     Stop,
 }
 
@@ -183,6 +188,22 @@ impl SurveillanceHandle {
     pub async fn settings(&self, patient: PatientId) -> Result<PatientSettings, CommandError> {
         self.ask(|reply| Command::Settings { patient, reply }).await
     }
+
+    /// Tells the engine a device's calibration due date (after the registry recorded it).
+    pub async fn calibration_changed(
+        &self,
+        device: DeviceId,
+        due: Option<Instant>,
+    ) -> Result<(), CommandError> {
+        let commands = self.commands.clone();
+        tokio::task::spawn_blocking(move || {
+            commands
+                .send(Command::Calibration { device, due })
+                .map_err(|_| CommandError::Stopped)
+        })
+        .await
+        .map_err(|_| CommandError::Stopped)?
+    }
 }
 
 /// Starts the surveillance thread: restores open alarms, replays recent observations silently,
@@ -239,6 +260,7 @@ pub fn start(
     // Every device that has ever delivered is expected to go on doing so: watch it from its last
     // message, so one that stays silent across a restart still raises its "no data" alarm.
     let mut device_patient = HashMap::new();
+    let mut calibrations = Vec::new();
     let registered = store.search_devices(&vigil_store::DeviceQuery {
         limit: usize::MAX,
         ..Default::default()
@@ -254,6 +276,9 @@ pub fn start(
         }
         if let Some(seen) = device.last_seen {
             engine.watch_device(&device.id, device.kind.clone(), seen);
+        }
+        if device.calibration_due.is_some() {
+            calibrations.push((device.id.clone(), device.calibration_due));
         }
     }
     let now = chrono::Utc::now();
@@ -275,6 +300,7 @@ pub fn start(
         device_patient,
         settings_loaded: HashSet::new(),
         live: live.clone(),
+        calibrations,
     };
     let thread = thread::Builder::new()
         .name("vigil-surveillance".into())
@@ -324,6 +350,8 @@ struct Worker {
     device_patient: HashMap<DeviceId, PatientId>,
     settings_loaded: HashSet<PatientId>,
     live: broadcast::Sender<LiveEvent>,
+    /// Calibration due dates from the registry, handed to the engine when the thread starts.
+    calibrations: Vec<(DeviceId, Option<Instant>)>,
 }
 
 fn name<T: serde::Serialize>(value: &T) -> String {
@@ -403,6 +431,11 @@ impl Worker {
     fn run(&mut self, rx: Receiver<Command>) {
         // Whatever was committed but not evaluated before a restart.
         self.read_new();
+        let now = chrono::Utc::now();
+        for (device, due) in std::mem::take(&mut self.calibrations) {
+            let outputs = self.engine.set_calibration_due(&device, due, now);
+            self.publish(outputs);
+        }
         loop {
             let now = chrono::Utc::now();
             let wait = self
@@ -479,6 +512,10 @@ impl Worker {
             Command::Settings { patient, reply } => {
                 self.load_settings(&patient);
                 let _ = reply.send(self.engine.settings(&patient));
+            }
+            Command::Calibration { device, due } => {
+                let outputs = self.engine.set_calibration_due(&device, due, now);
+                self.publish(outputs);
             }
             Command::Committed | Command::Stop => {}
         }

@@ -57,6 +57,14 @@ impl Store for FlakyStore {
     fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
         self.inner.device(id)
     }
+    fn set_calibration(
+        &self,
+        id: &DeviceId,
+        calibrated_at: Option<vigil_model::Instant>,
+        due: Option<vigil_model::Instant>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_calibration(id, calibrated_at, due)
+    }
     fn set_device_secret(&self, id: &DeviceId, secret: &SecretHash) -> Result<(), StoreError> {
         self.inner.set_device_secret(id, secret)
     }

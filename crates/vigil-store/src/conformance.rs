@@ -428,6 +428,8 @@ pub fn device_registry(store: &dyn Store) {
         serial: Some("SN-0001".into()),
         firmware: Some("2.4.1".into()),
         ble_address: Some("C4:7C:8D:6A:11:02".into()),
+        calibrated_at: Some(t(8, 0, 0)),
+        calibration_due: Some(t(8, 0, 0) + Duration::days(365)),
         battery_pct: Some(80),
         last_seen: Some(t(9, 0, 0) + us(123_456)),
     };
@@ -451,6 +453,27 @@ pub fn device_registry(store: &dyn Store) {
         "a refused device changes nothing"
     );
     assert_eq!(store.device(&did("ghost")).unwrap(), None);
+
+    // Calibration is recorded and read back; unknown ids are NotFound.
+    store
+        .set_calibration(
+            &full.id,
+            Some(t(9, 0, 0)),
+            Some(t(9, 0, 0) + Duration::days(180)),
+        )
+        .unwrap();
+    let calibrated = store.device(&full.id).unwrap().unwrap();
+    assert_eq!(
+        (calibrated.calibrated_at, calibrated.calibration_due),
+        (Some(t(9, 0, 0)), Some(t(9, 0, 0) + Duration::days(180)))
+    );
+    assert!(matches!(
+        store.set_calibration(&did("ghost"), None, None),
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .set_calibration(&full.id, full.calibrated_at, full.calibration_due)
+        .unwrap();
 
     // Rotation replaces the hash; revocation is a hash like any other; unknown ids are NotFound.
     store.set_device_secret(&full.id, &secret(5)).unwrap();

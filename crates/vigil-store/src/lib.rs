@@ -349,6 +349,13 @@ pub trait Store: Send + Sync + 'static {
     fn create_device(&self, device: &Device, secret: &SecretHash) -> Result<(), StoreError>;
     fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError>;
     fn device_secret(&self, id: &DeviceId) -> Result<Option<SecretHash>, StoreError>;
+    /// Records a device's calibration (when done, when next due); `NotFound` if no such device.
+    fn set_calibration(
+        &self,
+        id: &DeviceId,
+        calibrated_at: Option<Instant>,
+        due: Option<Instant>,
+    ) -> Result<(), StoreError>;
     /// Replaces a device's secret hash (rotation; revocation writes [`REVOKED`], which no secret
     /// matches). `NotFound` if the device does not exist.
     fn set_device_secret(&self, id: &DeviceId, secret: &SecretHash) -> Result<(), StoreError>;

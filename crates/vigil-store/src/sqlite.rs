@@ -681,7 +681,7 @@ fn query_patients(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<
 // Devices
 
 const DEVICE_COLUMNS: &str = "d.id, d.kind, d.manufacturer, d.model, d.serial, d.firmware, d.battery_pct, d.last_seen_us, \
-     d.ble_address";
+     d.ble_address, d.calibrated_us, d.calibration_due_us";
 
 fn device_from_row(row: &Row<'_>) -> Result<Device, Fail> {
     let id: String = row.get(0)?;
@@ -695,6 +695,19 @@ fn device_from_row(row: &Row<'_>) -> Result<Device, Fail> {
         serial: row.get(4)?,
         firmware: row.get(5)?,
         ble_address: row.get(8)?,
+        calibrated_at: row
+            .get::<_, Option<i64>>(9)?
+            .map(|us| {
+                instant(us).ok_or_else(|| corrupt("a device's calibration time is out of range"))
+            })
+            .transpose()?,
+        calibration_due: row
+            .get::<_, Option<i64>>(10)?
+            .map(|us| {
+                instant(us)
+                    .ok_or_else(|| corrupt("a device's calibration due date is out of range"))
+            })
+            .transpose()?,
         battery_pct: row.get(6)?,
         last_seen: last_seen
             .map(|us| {
@@ -1478,8 +1491,8 @@ impl Store for SqliteStore {
                 return Err(StoreError::AlreadyExists { what: "device with BLE address", id: address.clone() }.into());
             }
             tx.prepare_cached(
-                "INSERT INTO devices (id, kind, manufacturer, model, serial, firmware, battery_pct, last_seen_us, secret_hash, ble_address) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO devices (id, kind, manufacturer, model, serial, firmware, battery_pct, last_seen_us, secret_hash, ble_address, calibrated_us, calibration_due_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 device.id.as_str(),
@@ -1492,6 +1505,8 @@ impl Store for SqliteStore {
                 device.last_seen.map(micros),
                 &secret[..],
                 device.ble_address,
+                device.calibrated_at.map(micros),
+                device.calibration_due.map(micros),
             ])?;
             cache.clear();
             Ok(())
@@ -1505,6 +1520,33 @@ impl Store for SqliteStore {
             ))?;
             let mut rows = stmt.query([id.as_str()])?;
             rows.next()?.map(device_from_row).transpose()
+        })
+    }
+
+    fn set_calibration(
+        &self,
+        id: &DeviceId,
+        calibrated_at: Option<vigil_model::Instant>,
+        due: Option<vigil_model::Instant>,
+    ) -> Result<(), StoreError> {
+        self.write("recording a calibration", |tx, _| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE devices SET calibrated_us = ?2, calibration_due_us = ?3 WHERE id = ?1",
+                )?
+                .execute(params![
+                    id.as_str(),
+                    calibrated_at.map(micros),
+                    due.map(micros)
+                ])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    what: "device",
+                    id: id.to_string(),
+                }
+                .into());
+            }
+            Ok(())
         })
     }
 

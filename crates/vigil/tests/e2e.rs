@@ -2036,6 +2036,63 @@ fn devices_are_registered_rotated_revoked_and_bound_through_the_api() {
     );
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["rejected"][0]["kind"], "unbound_device");
+
+    // Calibration: overdue raises a technical alarm at once; a new due date clears it.
+    let year_ago = (chrono::Utc::now() - chrono::Duration::days(365)).to_rfc3339();
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let (status, _) = api(
+        reqwest::Method::PUT,
+        "/api/v1/devices/ox-5/calibration",
+        &admin,
+        Some(json!({"calibrated_at": year_ago, "due": yesterday})),
+    );
+    assert_eq!(status, 200);
+    let calibration_alarm = || {
+        let (_, alerts) = fhir_get(&server, &w.token, "/api/v1/alerts?status=all");
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["condition"] == "technical:calibration-due" && a["device"] == "ox-5")
+            .cloned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let alarm = loop {
+        if let Some(a) = calibration_alarm() {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "no calibration alarm");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (alarm["priority"].as_str(), alarm["state"].as_str()),
+        (Some("low"), Some("active"))
+    );
+    let (_, device) = fhir_get(&server, &w.token, "/fhir/Device/ox-5");
+    assert!(
+        device["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["url"] == "urn:vigil:calibration-due"),
+        "{device}"
+    );
+    let next_year = (chrono::Utc::now() + chrono::Duration::days(365)).to_rfc3339();
+    let (status, _) = api(
+        reqwest::Method::PUT,
+        "/api/v1/devices/ox-5/calibration",
+        &admin,
+        Some(json!({"calibrated_at": chrono::Utc::now().to_rfc3339(), "due": next_year})),
+    );
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while calibration_alarm().is_some_and(|a| a["state"] != "resolved") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the calibration alarm did not clear"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -78,6 +78,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/devices/{device_id}/revoke", post(registry::revoke))
         .route(
+            "/api/v1/devices/{device_id}/calibration",
+            axum::routing::put(registry::set_calibration),
+        )
+        .route(
             "/api/v1/devices/{device_id}/commands",
             post(registry::queue_command),
         )

@@ -428,3 +428,55 @@ pub async fn get_command(
         Err(r) => r,
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// When the device was calibrated.
+    calibrated_at: Option<Instant>,
+    /// By when it must be calibrated again; once passed, a technical alarm is raised.
+    due: Option<Instant>,
+}
+
+/// `PUT /api/v1/devices/{id}/calibration`: records the device's calibration; an overdue one
+/// raises `technical:calibration-due`, a new date in the future clears it.
+pub async fn set_calibration(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    body: Result<Json<Calibration>, JsonRejection>,
+) -> Response {
+    if let Some(r) = refuse(caller) {
+        return r;
+    }
+    let Json(c) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid-body", e.body_text()),
+    };
+    if let (Some(done), Some(due)) = (c.calibrated_at, c.due)
+        && due < done
+    {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "due: the next calibration cannot be due before the last one was done.",
+        );
+    }
+    let Ok(device) = DeviceId::new(id) else {
+        return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
+    };
+    let target = device.clone();
+    let (done, due) = (c.calibrated_at, c.due);
+    if let Err(r) = blocking(&state, move |s| s.set_calibration(&target, done, due)).await {
+        return r;
+    }
+    if state
+        .surveillance
+        .calibration_changed(device.clone(), due)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the calibration due date reaches surveillance at its next start");
+    }
+    Json(json!({ "device": device, "calibrated_at": done, "due": due })).into_response()
+}
