@@ -63,6 +63,20 @@ pub enum DeviceCommand {
         #[arg(long, value_name = "ADDRESS")]
         ble_address: Option<String>,
     },
+    /// Give a device a new secret (printed once); the old one stops working.
+    RotateSecret {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        id: String,
+    },
+    /// Revoke a device's credentials: it can no longer sign in until its secret is rotated.
+    Revoke {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        id: String,
+    },
     /// Bind a device to a patient from now on (ends its current binding).
     Bind {
         #[command(flatten)]
@@ -212,6 +226,25 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             println!(
                 "device {id} bound to patient {patient} from {}",
                 binding.from.to_rfc3339()
+            );
+        }
+        DeviceCommand::RotateSecret { data, id } => {
+            let id = DeviceId::new(id).context("invalid device id")?;
+            let store = open_store(&data.data_dir)?;
+            let secret = auth::new_device_secret();
+            store.set_device_secret(&id, &auth::hash_device_secret(&secret))?;
+            println!("device {id}: new secret (the old one no longer works)");
+            println!("secret: {secret}");
+            println!(
+                "(shown once; a running server closes the device's open connections only when rotated through the API)"
+            );
+        }
+        DeviceCommand::Revoke { data, id } => {
+            let id = DeviceId::new(id).context("invalid device id")?;
+            let store = open_store(&data.data_dir)?;
+            store.set_device_secret(&id, &vigil_store::REVOKED)?;
+            println!(
+                "device {id} revoked: it can no longer sign in (rotate-secret gives it a new secret)"
             );
         }
         DeviceCommand::Unbind { data, id } => {

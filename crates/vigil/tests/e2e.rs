@@ -2502,3 +2502,46 @@ fn a_vendor_device_lands_through_an_uploaded_mapping_template() {
         "{body}"
     );
 }
+
+#[test]
+fn the_operator_revokes_and_rotates_a_device_from_the_command_line() {
+    let w = ward();
+    let first = w.add_device("mon-7", "p1");
+    let server = Server::start(w.dir.path());
+    let reading = || json!({"obs": [{"code": "heart_rate", "value": 70}]}).to_string();
+    assert_eq!(
+        post_obs(&server, "mon-7", "mon-7", &first, reading()).0,
+        202
+    );
+    vigil(&["device", "revoke", "--data-dir", w.data(), "--id", "mon-7"]);
+    let (status, body) = post_obs(&server, "mon-7", "mon-7", &first, reading());
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    let out = vigil(&[
+        "device",
+        "rotate-secret",
+        "--data-dir",
+        w.data(),
+        "--id",
+        "mon-7",
+    ]);
+    let second = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        post_obs(&server, "mon-7", "mon-7", &first, reading()).0,
+        401
+    );
+    assert_eq!(
+        post_obs(&server, "mon-7", "mon-7", &second, reading()).0,
+        202
+    );
+    let err = vigil_fails(&["device", "revoke", "--data-dir", w.data(), "--id", "ghost"]);
+    assert!(err.contains("ghost"), "{err}");
+}
