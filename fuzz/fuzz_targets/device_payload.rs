@@ -56,6 +56,7 @@ fuzz_target!(|bytes: &[u8]| {
         assert!(w.end() >= w.start);
     }
     assert!(msg.battery_pct.is_none_or(|b| b <= 100));
+    assert!(msg.signal_dbm.is_none_or(|s| (-150..=0).contains(&s)));
     for r in &msg.rejected {
         assert!(r.pointer.starts_with('/'));
         assert!(!r.reason.kind().is_empty());

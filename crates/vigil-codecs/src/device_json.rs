@@ -21,6 +21,7 @@
 //! | `obs`      | array of readings, optional | at most [`DecodeLimits::max_readings`]                       |
 //! | `waveform` | array of segments, optional | at most [`DecodeLimits::max_waveforms`]                      |
 //! | `battery`  | integer 0–100, optional     | battery charge in percent                                    |
+//! | `signal`   | integer −150–0, optional    | received signal strength of the device's radio link in dBm (Wi-Fi, BLE, cellular RSSI) |
 //!
 //! `obs` and `waveform` must not both be absent or empty. A member that is `null` counts as
 //! absent (except a reading's `value`, see below). Any other member name, a name given twice, a
@@ -68,7 +69,7 @@
 //! | `samples`   | array of integers, required | 1 to [`vigil_model::waveform::MAX_SAMPLES_PER_SEGMENT`] values, each fitting a 32-bit signed integer |
 //!
 //! ## Partial acceptance
-//! A bad reading or segment, or a bad `battery`, is refused alone: it is listed in
+//! A bad reading or segment, or a bad `battery` or `signal`, is refused alone: it is listed in
 //! [`DecodedMessage::rejected`] with its JSON Pointer (RFC 6901: `/obs/2`, `/waveform/0`,
 //! `/battery`) and the reason, and the rest of the message is kept. Any member of a reading or
 //! segment not named above (a typo such as `vlaue` too) refuses that item, naming the member.
@@ -124,6 +125,8 @@ pub struct DecodedMessage {
     pub rejected: Vec<RejectedItem>,
     /// Battery charge in percent, when the device sent a valid one.
     pub battery_pct: Option<u8>,
+    /// Received signal strength in dBm, when the device sent a valid one.
+    pub signal_dbm: Option<i16>,
 }
 
 /// One refused part of a message.
@@ -159,7 +162,7 @@ pub const WAVEFORM_FIELDS: [&str; 7] = [
     "samples",
 ];
 /// The members a message may have.
-pub const MESSAGE_FIELDS: [&str; 4] = ["ts", "obs", "waveform", "battery"];
+pub const MESSAGE_FIELDS: [&str; 5] = ["ts", "obs", "waveform", "battery", "signal"];
 
 /// Bounds of a waveform's sample timing. The period and rate bounds are the same bounds:
 /// 0.1 ms ⇔ 10 kHz, 1000 ms ⇔ 1 Hz.
@@ -317,6 +320,8 @@ pub enum RejectReason {
     },
     #[error("{0}")]
     BadWaveform(WaveformProblem),
+    #[error("signal {value} is outside -150 to 0 dBm; it is ignored")]
+    SignalOutOfRange { value: i128 },
     #[error("battery {value} is outside 0 to 100 %; it is ignored")]
     BatteryOutOfRange { value: i128 },
 }
@@ -343,6 +348,7 @@ impl RejectReason {
             RejectReason::Duplicate { .. } => "duplicate",
             RejectReason::BadWaveform(_) => "bad_waveform",
             RejectReason::BatteryOutOfRange { .. } => "battery_out_of_range",
+            RejectReason::SignalOutOfRange { .. } => "signal_out_of_range",
         }
     }
 }
@@ -432,7 +438,7 @@ pub fn decode_device_message(
             found: root.describe(),
         });
     };
-    let [ts, obs, waveform, battery] =
+    let [ts, obs, waveform, battery, signal] =
         collect_fields(members, &MESSAGE_FIELDS).map_err(|e| match e {
             FieldError::Unknown { field, suggestion } => {
                 PayloadError::UnknownField { field, suggestion }
@@ -523,11 +529,25 @@ pub fn decode_device_message(
         }
     };
 
+    let signal_dbm = match present(signal).map(decode_signal) {
+        None => None,
+        Some(Ok(dbm)) => Some(dbm),
+        Some(Err(reason)) => {
+            rejected.push(RejectedItem {
+                pointer: "/signal".to_owned(),
+                code: None,
+                reason,
+            });
+            None
+        }
+    };
+
     Ok(DecodedMessage {
         readings: assemble_readings(measurements),
         waveforms,
         rejected,
         battery_pct,
+        signal_dbm,
     })
 }
 
@@ -784,6 +804,18 @@ fn decode_waveform(item: &Json<'_>, cx: &Context<'_>) -> Result<WaveformSegment,
         origin,
         samples,
     })
+}
+
+fn decode_signal(raw: &Json<'_>) -> Result<i16, RejectReason> {
+    let value = match *raw {
+        Json::PosInt(n) => i128::from(n),
+        Json::NegInt(n) => i128::from(n),
+        ref other => return Err(wrong_type("signal", "an integer from -150 to 0", other)),
+    };
+    match i16::try_from(value) {
+        Ok(dbm) if (-150..=0).contains(&dbm) => Ok(dbm),
+        _ => Err(RejectReason::SignalOutOfRange { value }),
+    }
 }
 
 fn decode_battery(raw: &Json<'_>) -> Result<u8, RejectReason> {

@@ -72,6 +72,7 @@ fn main() {
         serial: Some("SN-77881".into()),
         firmware: Some("2.4.1".into()),
         ble_address: None,
+        signal_dbm: Some(-67),
         calibrated_at: Some(at(0) - chrono::Duration::days(200)),
         calibration_due: Some(at(0) + chrono::Duration::days(165)),
         battery_pct: Some(87),

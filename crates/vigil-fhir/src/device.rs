@@ -29,6 +29,7 @@ fn kind_coding(kind: &DeviceKind) -> Option<Value> {
 /// - `manufacturer`, `modelNumber`, `serialNumber`; `type.text` = the kind (plus an MDC coding
 ///   for kinds with a verified code); `version` = the firmware, typed `firmware`.
 /// - `patient`: the patient the device is bound to now, when the caller knows one.
+/// - Received signal strength is a `property` too (type text `signal`, UCUM `dB[mW]`).
 /// - Battery charge is a `property` (type text `battery`, `valueQuantity` in UCUM `%`): R4's
 ///   element for a device's current operating values. Last seen is an extension `urn:vigil:last-seen`
 ///   with `valueInstant`, because `Device.property` can hold only quantities and codes, not times.
@@ -71,11 +72,22 @@ pub fn device_to_fhir(d: &Device, patient: Option<&PatientId>) -> Value {
     if let Some(firmware) = d.firmware.as_deref().filter(|s| !s.is_empty()) {
         out["version"] = json!([{ "type": { "text": "firmware" }, "value": firmware }]);
     }
+    let mut properties = Vec::new();
     if let Some(battery) = d
         .battery_pct
         .and_then(|pct| quantity(f64::from(pct), "%", "%"))
     {
-        out["property"] = json!([{ "type": { "text": "battery" }, "valueQuantity": [battery] }]);
+        properties.push(json!({ "type": { "text": "battery" }, "valueQuantity": [battery] }));
+    }
+    // Received signal strength in dBm: UCUM writes a decibel referred to one milliwatt dB[mW].
+    if let Some(signal) = d
+        .signal_dbm
+        .and_then(|dbm| quantity(f64::from(dbm), "dBm", "dB[mW]"))
+    {
+        properties.push(json!({ "type": { "text": "signal" }, "valueQuantity": [signal] }));
+    }
+    if !properties.is_empty() {
+        out["property"] = Value::Array(properties);
     }
     if let Some(patient) = patient {
         out["patient"] = reference("Patient", patient.as_str());
@@ -115,6 +127,7 @@ mod tests {
             ble_address: None,
             calibrated_at: None,
             calibration_due: None,
+            signal_dbm: Some(-67),
             battery_pct: Some(87),
             last_seen: Some(Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap()),
         }
@@ -143,6 +156,9 @@ mod tests {
         );
         assert_eq!(v["patient"]["reference"], "Patient/bed-12");
         assert_eq!(v["property"][0]["type"]["text"], "battery");
+        assert_eq!(v["property"][1]["type"]["text"], "signal");
+        assert_eq!(v["property"][1]["valueQuantity"][0]["value"], -67.0);
+        assert_eq!(v["property"][1]["valueQuantity"][0]["code"], "dB[mW]");
         assert_eq!(
             v["property"][0]["valueQuantity"][0],
             json!({ "value": 87, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%" })

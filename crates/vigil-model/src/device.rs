@@ -50,6 +50,8 @@ pub struct Device {
     /// When the device was last calibrated, and by when it must be calibrated again.
     pub calibrated_at: Option<Instant>,
     pub calibration_due: Option<Instant>,
+    /// Received signal strength in dBm (radio link quality), as last reported by the device.
+    pub signal_dbm: Option<i16>,
     /// Battery charge in percent (0–100), as last reported by the device.
     pub battery_pct: Option<u8>,
     /// When the device last delivered anything Vigil accepted.
@@ -68,6 +70,7 @@ impl Device {
             ble_address: None,
             calibrated_at: None,
             calibration_due: None,
+            signal_dbm: None,
             battery_pct: None,
             last_seen: None,
         }

@@ -654,6 +654,7 @@ pub async fn ingest_device_message(
         readings: decoded.readings,
         waveforms: decoded.waveforms,
         battery_pct: decoded.battery_pct,
+        signal_dbm: decoded.signal_dbm,
     };
     // Keep what the report needs before the submission moves into the pipeline.
     // Static names: no allocation on the hot path, a String only for the rare unattributed one.

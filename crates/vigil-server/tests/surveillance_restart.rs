@@ -23,6 +23,7 @@ fn submit(store: &dyn Store, reading: Reading) -> vigil_model::ObservationId {
             readings: vec![reading],
             waveforms: Vec::new(),
             battery_pct: None,
+            signal_dbm: None,
         }])
         .unwrap();
     match outcome[0].readings[0] {
@@ -180,6 +181,7 @@ fn of_the_score_changes_evaluated_together_only_the_last_is_recorded() {
             ],
             waveforms: Vec::new(),
             battery_pct: None,
+            signal_dbm: None,
         }])
         .unwrap();
     handle.notify_committed();

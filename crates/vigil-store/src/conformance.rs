@@ -178,6 +178,7 @@ fn submission(device: &DeviceId, received: Instant, readings: Vec<Reading>) -> S
         readings,
         waveforms: Vec::new(),
         battery_pct: None,
+        signal_dbm: None,
     }
 }
 
@@ -430,6 +431,7 @@ pub fn device_registry(store: &dyn Store) {
         ble_address: Some("C4:7C:8D:6A:11:02".into()),
         calibrated_at: Some(t(8, 0, 0)),
         calibration_due: Some(t(8, 0, 0) + Duration::days(365)),
+        signal_dbm: Some(-71),
         battery_pct: Some(80),
         last_seen: Some(t(9, 0, 0) + us(123_456)),
     };
@@ -850,11 +852,34 @@ pub fn last_seen_and_battery(store: &dyn Store) {
     let with_battery = |received: Instant, pct: Option<u8>| Submission {
         patient: None,
         battery_pct: pct,
+        signal_dbm: None,
         ..submission(&d, received, vec![hr(70.0, received - us(500_000))])
     };
 
     append(store, &[with_battery(t(9, 0, 0), Some(90))]);
     assert_eq!(seen(&d), (Some(t(9, 0, 0)), Some(90)));
+    // Signal strength is kept the same way, independently of the battery.
+    append(
+        store,
+        &[Submission {
+            signal_dbm: Some(-67),
+            ..with_battery(t(9, 0, 1), None)
+        }],
+    );
+    assert_eq!(store.device(&d).unwrap().unwrap().signal_dbm, Some(-67));
+    assert_eq!(seen(&d), (Some(t(9, 0, 1)), Some(90)));
+    append(
+        store,
+        &[Submission {
+            signal_dbm: Some(-90),
+            ..with_battery(t(8, 0, 30), None)
+        }],
+    );
+    assert_eq!(
+        store.device(&d).unwrap().unwrap().signal_dbm,
+        Some(-67),
+        "an old backlog does not change the signal"
+    );
     append(store, &[with_battery(t(9, 1, 0) + us(7), None)]);
     assert_eq!(
         seen(&d),
@@ -884,6 +909,7 @@ pub fn last_seen_and_battery(store: &dyn Store) {
         &[Submission {
             patient: None,
             battery_pct: Some(55),
+            signal_dbm: None,
             ..submission(&d, t(9, 4, 0), Vec::new())
         }],
     );
@@ -898,6 +924,7 @@ pub fn last_seen_and_battery(store: &dyn Store) {
         &[Submission {
             patient: None,
             battery_pct: Some(40),
+            signal_dbm: None,
             ..submission(&spare, t(9, 5, 0), vec![hr(1.0, t(9, 5, 0))])
         }],
     );
@@ -916,6 +943,7 @@ pub fn failed_batch_stores_nothing(store: &dyn Store) {
     let good = Submission {
         patient: None,
         battery_pct: Some(50),
+        signal_dbm: None,
         ..submission(&d, t(9, 0, 0), vec![hr(70.0, t(9, 0, 0))])
     };
     let bad = submission(

@@ -46,6 +46,8 @@ pub struct Submission {
     pub waveforms: Vec<WaveformSegment>,
     /// Battery charge the device reported with the message, if any.
     pub battery_pct: Option<u8>,
+    /// Received signal strength the device reported with the message (dBm), if any.
+    pub signal_dbm: Option<i16>,
 }
 
 /// What became of one reading or waveform segment of a submission.

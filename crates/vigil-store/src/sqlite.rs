@@ -681,7 +681,7 @@ fn query_patients(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<
 // Devices
 
 const DEVICE_COLUMNS: &str = "d.id, d.kind, d.manufacturer, d.model, d.serial, d.firmware, d.battery_pct, d.last_seen_us, \
-     d.ble_address, d.calibrated_us, d.calibration_due_us";
+     d.ble_address, d.calibrated_us, d.calibration_due_us, d.signal_dbm";
 
 fn device_from_row(row: &Row<'_>) -> Result<Device, Fail> {
     let id: String = row.get(0)?;
@@ -695,6 +695,7 @@ fn device_from_row(row: &Row<'_>) -> Result<Device, Fail> {
         serial: row.get(4)?,
         firmware: row.get(5)?,
         ble_address: row.get(8)?,
+        signal_dbm: row.get(11)?,
         calibrated_at: row
             .get::<_, Option<i64>>(9)?
             .map(|us| {
@@ -914,6 +915,7 @@ fn waveform_from_row(row: &Row<'_>) -> Result<StoredWaveform, Fail> {
 struct Seen {
     received: i64,
     battery: Option<(i64, u8)>,
+    signal: Option<(i64, i16)>,
 }
 
 fn not_finite(submission: usize, what: &str, index: usize) -> Fail {
@@ -949,12 +951,18 @@ fn append_batch(
             let entry = seen.entry(device).or_insert(Seen {
                 received,
                 battery: None,
+                signal: None,
             });
             entry.received = entry.received.max(received);
             if let Some(pct) = submission.battery_pct
                 && entry.battery.is_none_or(|(at, _)| received >= at)
             {
                 entry.battery = Some((received, pct));
+            }
+            if let Some(dbm) = submission.signal_dbm
+                && entry.signal.is_none_or(|(at, _)| received >= at)
+            {
+                entry.signal = Some((received, dbm));
             }
         }
         let named = match &submission.patient {
@@ -1050,7 +1058,9 @@ fn append_batch(
         "UPDATE devices SET \
              last_seen_us = max(coalesce(last_seen_us, ?2), ?2), \
              battery_pct = CASE WHEN ?3 IS NOT NULL AND (last_seen_us IS NULL OR ?4 >= last_seen_us) \
-                                THEN ?3 ELSE battery_pct END \
+                                THEN ?3 ELSE battery_pct END, \
+             signal_dbm = CASE WHEN ?5 IS NOT NULL AND (last_seen_us IS NULL OR ?6 >= last_seen_us) \
+                               THEN ?5 ELSE signal_dbm END \
          WHERE pk = ?1",
     )?;
     for (device, seen) in &seen {
@@ -1058,7 +1068,18 @@ fn append_batch(
             Some((at, pct)) => (Some(at), Some(pct)),
             None => (None, None),
         };
-        update_device.execute(params![device, seen.received, battery, battery_at])?;
+        let (signal_at, signal) = match seen.signal {
+            Some((at, dbm)) => (Some(at), Some(dbm)),
+            None => (None, None),
+        };
+        update_device.execute(params![
+            device,
+            seen.received,
+            battery,
+            battery_at,
+            signal,
+            signal_at
+        ])?;
     }
     if stored_observations > 0 {
         tx.prepare_cached("UPDATE store_meta SET value = value + ?1 WHERE key = 'observations'")?
@@ -1491,8 +1512,8 @@ impl Store for SqliteStore {
                 return Err(StoreError::AlreadyExists { what: "device with BLE address", id: address.clone() }.into());
             }
             tx.prepare_cached(
-                "INSERT INTO devices (id, kind, manufacturer, model, serial, firmware, battery_pct, last_seen_us, secret_hash, ble_address, calibrated_us, calibration_due_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO devices (id, kind, manufacturer, model, serial, firmware, battery_pct, last_seen_us, secret_hash, ble_address, calibrated_us, calibration_due_us, signal_dbm) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 device.id.as_str(),
@@ -1507,6 +1528,7 @@ impl Store for SqliteStore {
                 device.ble_address,
                 device.calibrated_at.map(micros),
                 device.calibration_due.map(micros),
+                device.signal_dbm,
             ])?;
             cache.clear();
             Ok(())

@@ -2542,6 +2542,23 @@ fn the_operator_revokes_and_rotates_a_device_from_the_command_line() {
         post_obs(&server, "mon-7", "mon-7", &second, reading()).0,
         202
     );
+    // Its radio link's signal strength, reported with a reading, is a property of the Device.
+    let with_signal =
+        json!({"signal": -71, "battery": 64, "obs": [{"code": "heart_rate", "value": 71}]})
+            .to_string();
+    assert_eq!(
+        post_obs(&server, "mon-7", "mon-7", &second, with_signal).0,
+        202
+    );
+    let (_, device) = fhir_get(&server, &w.token, "/fhir/Device/mon-7");
+    let signal = device["property"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"]["text"] == "signal")
+        .cloned()
+        .unwrap_or_else(|| panic!("{device}"));
+    assert_eq!(signal["valueQuantity"][0]["value"], -71.0);
     let err = vigil_fails(&["device", "revoke", "--data-dir", w.data(), "--id", "ghost"]);
     assert!(err.contains("ghost"), "{err}");
 }

@@ -249,6 +249,7 @@ pub fn decode_device_event(
         waveforms: Vec::new(),
         rejected,
         battery_pct,
+        signal_dbm: None,
     })
 }
 

@@ -398,12 +398,12 @@ fn an_unknown_top_level_field_refuses_the_message_and_names_it() {
     assert_eq!(e.kind(), "unknown_field");
     assert_eq!(
         e.to_string(),
-        "unknown top-level field \"device\"; the accepted fields are ts, obs, waveform, battery"
+        "unknown top-level field \"device\"; the accepted fields are ts, obs, waveform, battery, signal"
     );
     let e = err(r#"{"obss": [{"code": "heart_rate", "value": 72}]}"#);
     assert_eq!(
         e.to_string(),
-        "unknown top-level field \"obss\" (did you mean \"obs\"?); the accepted fields are ts, obs, waveform, battery"
+        "unknown top-level field \"obss\" (did you mean \"obs\"?); the accepted fields are ts, obs, waveform, battery, signal"
     );
     let e = err(r#"{"TS": 0, "obs": []}"#);
     assert_contains(e, &["(did you mean \"ts\"?)"]);
@@ -1501,6 +1501,31 @@ fn battery_from_0_to_100_is_read() {
         ));
         assert_eq!(msg.battery_pct, Some(pct));
         assert!(msg.rejected.is_empty());
+    }
+}
+
+#[test]
+fn signal_strength_from_minus_150_to_0_dbm_is_read_and_a_bad_one_ignored() {
+    for dbm in [-150i16, -67, 0] {
+        let msg = ok(&format!(
+            r#"{{"signal": {dbm}, "obs": [{{"code": "spo2", "value": 97}}]}}"#
+        ));
+        assert_eq!(msg.signal_dbm, Some(dbm));
+        assert!(msg.rejected.is_empty());
+    }
+    for (signal, kind) in [
+        ("-151", "signal_out_of_range"),
+        ("1", "signal_out_of_range"),
+        ("-67.5", "wrong_type"),
+        (r#""-67""#, "wrong_type"),
+    ] {
+        let msg = ok(&format!(
+            r#"{{"signal": {signal}, "obs": [{{"code": "spo2", "value": 97}}]}}"#
+        ));
+        assert_eq!(msg.readings.len(), 1, "{signal}");
+        assert_eq!(msg.signal_dbm, None, "{signal}");
+        assert_eq!(msg.rejected[0].pointer, "/signal");
+        assert_eq!(msg.rejected[0].reason.kind(), kind, "{signal}");
     }
 }
 

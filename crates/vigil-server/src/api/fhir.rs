@@ -868,6 +868,7 @@ fn submission(
         readings: vec![input.reading.clone()],
         waveforms: Vec::new(),
         battery_pct: None,
+        signal_dbm: None,
     }
 }
 

@@ -383,6 +383,7 @@ fn prepare(
             readings,
             waveforms: Vec::new(),
             battery_pct: None,
+            signal_dbm: None,
         });
     }
     Ok(submissions)

@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -285,6 +285,11 @@ CREATE TABLE templates (
 const V9: &str = r#"
 ALTER TABLE devices ADD COLUMN calibrated_us INTEGER;
 ALTER TABLE devices ADD COLUMN calibration_due_us INTEGER;
+"#;
+
+/// A device's received signal strength, as last reported (like its battery).
+const V10: &str = r#"
+ALTER TABLE devices ADD COLUMN signal_dbm INTEGER;
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.

@@ -48,6 +48,7 @@ fn submission(device: &str, received: vigil_model::Instant, readings: Vec<Readin
         readings,
         waveforms: Vec::new(),
         battery_pct: None,
+        signal_dbm: None,
     }
 }
 
@@ -515,7 +516,7 @@ fn a_version_1_database_upgrades_to_the_newest_version_with_its_data() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let applied: Vec<i64> = conn
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .unwrap()
@@ -523,7 +524,7 @@ fn a_version_1_database_upgrades_to_the_newest_version_with_its_data() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 
     let a = PatientId::new("a").unwrap();
     let patient = store.patient(&a).unwrap().expect("the patient kept");
