@@ -248,6 +248,7 @@ fn main() {
         },
         patient_to_fhir(&Patient::new(id("bed-13"), "Anonymous")),
         device_to_fhir(&device, Some(&patient.id)),
+        vigil_fhir::calibration_metric(&device, at(0)).expect("the example device is calibrated"),
         device_to_fhir(&oximeter, None),
         observation_to_fhir(&heart_rate),
         observation_to_fhir(&fall),

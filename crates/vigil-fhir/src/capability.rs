@@ -174,6 +174,16 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
             count_param(),
         ],
     );
+    let device_metric = resource(
+        "DeviceMetric",
+        &["read", "search-type"],
+        vec![param(
+            "source",
+            "reference",
+            Some("DeviceMetric-source"),
+            "Device/{id} (or {id}): the device's calibration metric, `{id}.calibration`.",
+        )],
+    );
     let profiles: Vec<String> = std::iter::once(PROFILE_VITAL_SIGNS.to_owned())
         .chain(
             [
@@ -222,7 +232,7 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
                 "description": "Every request except GET /metadata needs an 'Authorization: Bearer <token>' \
                     header (tokens from `vigil token issue`). SMART on FHIR is not offered yet.",
             },
-            "resource": [patient, device, observation, flag],
+            "resource": [patient, device, device_metric, observation, flag],
             // POST /fhir with a Bundle of Observation creates.
             "interaction": [
                 { "code": "batch" },
@@ -278,7 +288,10 @@ mod tests {
             .iter()
             .map(|r| r["type"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["Patient", "Device", "Observation", "Flag"]);
+        assert_eq!(
+            kinds,
+            ["Patient", "Device", "DeviceMetric", "Observation", "Flag"]
+        );
         let interactions = |i: usize| -> Vec<String> {
             c["rest"][0]["resource"][i]["interaction"]
                 .as_array()
@@ -289,9 +302,10 @@ mod tests {
         };
         assert_eq!(interactions(0), ["read", "create", "update", "search-type"]);
         assert_eq!(interactions(1), ["read", "search-type"]);
-        assert_eq!(interactions(2), ["read", "create", "search-type"]);
+        assert_eq!(interactions(2), ["read", "search-type"]);
+        assert_eq!(interactions(3), ["read", "create", "search-type"]);
         assert!(
-            c["rest"][0]["resource"][2]["supportedProfile"]
+            c["rest"][0]["resource"][3]["supportedProfile"]
                 .as_array()
                 .unwrap()
                 .contains(&json!("http://hl7.org/fhir/StructureDefinition/bp"))

@@ -1,7 +1,7 @@
 //! Devices as FHIR R4 `Device` resources (<http://hl7.org/fhir/R4/device.html>).
 
 use serde_json::{Value, json};
-use vigil_model::{Device, DeviceKind, PatientId};
+use vigil_model::{Device, DeviceKind, Instant, PatientId};
 
 use crate::common::{
     EXT_CALIBRATED, EXT_CALIBRATION_DUE, EXT_LAST_SEEN, MDC, SYSTEM_BLE_ADDRESS, SYSTEM_DEVICE,
@@ -108,6 +108,48 @@ pub fn device_to_fhir(d: &Device, patient: Option<&PatientId>) -> Value {
         out["extension"] = Value::Array(extensions);
     }
     out
+}
+
+/// Suffix of the id of a device's calibration DeviceMetric: `{device id}.calibration`.
+pub const CALIBRATION_METRIC_SUFFIX: &str = ".calibration";
+
+/// The device's calibration as a FHIR R4 `DeviceMetric` (<http://hl7.org/fhir/R4/devicemetric.html>),
+/// when the registry records one: `source` the Device, `category` `measurement`, and one
+/// `calibration` entry whose `state` is `calibrated`, or `calibration-required` once the due date
+/// has passed at `now`, with `time` the last calibration. The due date is the extension
+/// `urn:vigil:calibration-due`. `None` without calibration data, or when `{id}.calibration`
+/// would be longer than a FHIR id may be (64 characters).
+pub fn calibration_metric(d: &Device, now: Instant) -> Option<Value> {
+    if d.calibrated_at.is_none() && d.calibration_due.is_none() {
+        return None;
+    }
+    let id = format!("{}{CALIBRATION_METRIC_SUFFIX}", d.id);
+    if id.len() > 64 {
+        return None;
+    }
+    let overdue = d.calibration_due.is_some_and(|due| due <= now);
+    let mut calibration = json!({
+        "type": "unspecified",
+        "state": if overdue { "calibration-required" } else { "calibrated" },
+    });
+    if let Some(at) = d.calibrated_at {
+        calibration["time"] = Value::from(instant(at));
+    }
+    let mut out = json!({
+        "resourceType": "DeviceMetric",
+        "id": id,
+        "type": {
+            "coding": [coding(crate::common::SYSTEM_CODE, "device-calibration", "Device calibration")],
+            "text": "Device calibration",
+        },
+        "source": reference("Device", d.id.as_str()),
+        "category": "measurement",
+        "calibration": [calibration],
+    });
+    if let Some(due) = d.calibration_due {
+        out["extension"] = json!([{ "url": EXT_CALIBRATION_DUE, "valueDateTime": instant(due) }]);
+    }
+    Some(out)
 }
 
 #[cfg(test)]

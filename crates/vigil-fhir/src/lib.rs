@@ -36,7 +36,7 @@ pub mod search;
 
 pub use bundle::{collection_bundle, searchset_bundle};
 pub use capability::{CAPABILITY_DATE, capability_statement};
-pub use device::device_to_fhir;
+pub use device::{CALIBRATION_METRIC_SUFFIX, calibration_metric, device_to_fhir};
 pub use error::{FhirError, IssueLocation, IssueType, Severity, operation_outcome};
 pub use flag::{AlarmFlag, SYSTEM_ALARM_CONDITION, alarm_to_flag};
 pub use input::{

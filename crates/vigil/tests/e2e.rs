@@ -2077,6 +2077,20 @@ fn devices_are_registered_rotated_revoked_and_bound_through_the_api() {
             .any(|e| e["url"] == "urn:vigil:calibration-due"),
         "{device}"
     );
+    // The same as a FHIR DeviceMetric, found from its device.
+    let (status, metrics) = fhir_get(&server, &w.token, "/fhir/DeviceMetric?source=Device/ox-5");
+    assert_eq!(status, 200, "{metrics}");
+    let metric = &metrics["entry"][0]["resource"];
+    assert_eq!(metric["id"], "ox-5.calibration");
+    assert_eq!(metric["calibration"][0]["state"], "calibration-required");
+    assert_eq!(
+        fhir_get(&server, &w.token, "/fhir/DeviceMetric/ox-5.calibration").0,
+        200
+    );
+    assert_eq!(
+        fhir_get(&server, &w.token, "/fhir/DeviceMetric?colour=red").0,
+        400
+    );
     let next_year = (chrono::Utc::now() + chrono::Duration::days(365)).to_rfc3339();
     let (status, _) = api(
         reqwest::Method::PUT,
@@ -2093,6 +2107,8 @@ fn devices_are_registered_rotated_revoked_and_bound_through_the_api() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (_, metric) = fhir_get(&server, &w.token, "/fhir/DeviceMetric/ox-5.calibration");
+    assert_eq!(metric["calibration"][0]["state"], "calibrated");
 }
 
 #[test]

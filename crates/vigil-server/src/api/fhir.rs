@@ -15,7 +15,7 @@ use vigil_fhir::search::{DeviceIdentifier, PatientIdentifier};
 use vigil_fhir::{
     AlarmLimit, FhirError, IssueType, MonitoringSettings, Severity, add_monitoring_extension,
 };
-use vigil_model::{DeviceId, ObservationId, Patient, PatientId};
+use vigil_model::{Device, DeviceId, ObservationId, Patient, PatientId};
 use vigil_rules::surveillance::PatientSettings;
 use vigil_store::{
     Cursor, DeviceQuery, ObservationQuery, PatientQuery, Store, StoreError, TimeBound,
@@ -33,6 +33,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/fhir/Patient/{id}", get(read_patient).put(update_patient))
         .route("/fhir/Device", get(search_devices))
         .route("/fhir/Device/{id}", get(read_device))
+        .route("/fhir/DeviceMetric", get(search_device_metrics))
+        .route("/fhir/DeviceMetric/{id}", get(read_device_metric))
         .route("/fhir", axum::routing::post(post_bundle))
         .route(
             "/fhir/Observation",
@@ -1036,4 +1038,111 @@ async fn post_bundle(
         }
     };
     Ok(Fhir::ok(vigil_fhir::batch_response_bundle(kind, &outcomes)))
+}
+
+// ---- DeviceMetric: a device's calibration ----
+
+/// The device and its current patient, if the caller may see it.
+async fn visible_device(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    id: DeviceId,
+) -> Result<Option<Device>, ApiError> {
+    let lookup = id.clone();
+    let found = blocking(state, move |s| {
+        let Some(device) = s.device(&lookup)? else {
+            return Ok(None);
+        };
+        let patient = s
+            .bindings(&lookup)?
+            .into_iter()
+            .find(|b| b.to.is_none())
+            .map(|b| b.patient);
+        Ok(Some((device, patient)))
+    })
+    .await?;
+    let Some((device, patient)) = found else {
+        return Ok(None);
+    };
+    if let Some(own) = caller.restricted_to()
+        && patient.as_ref().is_none_or(|p| p.as_str() != own)
+    {
+        return Err(ApiError::Forbidden(
+            "a patient may see only their own devices",
+        ));
+    }
+    Ok(Some(device))
+}
+
+/// `GET /fhir/DeviceMetric/{device id}.calibration`
+async fn read_device_metric(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let not_found = || ApiError::NotFound(format!("DeviceMetric/{id} not found"));
+    let device = id
+        .strip_suffix(vigil_fhir::CALIBRATION_METRIC_SUFFIX)
+        .and_then(|d| DeviceId::new(d).ok())
+        .ok_or_else(not_found)?;
+    let device = visible_device(&state, &caller, device)
+        .await?
+        .ok_or_else(not_found)?;
+    vigil_fhir::calibration_metric(&device, chrono::Utc::now())
+        .map(Fhir::ok)
+        .ok_or_else(not_found)
+}
+
+/// `GET /fhir/DeviceMetric?source=Device/{id}` (or `source={id}`): the device's calibration
+/// metric, if it has one.
+async fn search_device_metrics(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    RawQuery(query): RawQuery,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let raw = params(query);
+    let mut source = None;
+    for (name, value) in &raw {
+        match name.as_str() {
+            "source" => source = Some(value.strip_prefix("Device/").unwrap_or(value).to_owned()),
+            "_format" | "_pretty" => {}
+            _ => {
+                return Err(ApiError::Fhir(FhirError::UnknownParameter {
+                    resource: "DeviceMetric",
+                    name: name.clone(),
+                    supported: &["source"],
+                }));
+            }
+        }
+    }
+    let Some(source) = source else {
+        return Err(ApiError::Fhir(FhirError::UnsupportedParameter {
+            name: "source".into(),
+            reason: "DeviceMetric is searched by its source device: source=Device/{id}".into(),
+        }));
+    };
+    let self_link = format!("{}/DeviceMetric?source=Device/{source}", state.fhir_base);
+    let entries = match DeviceId::new(source) {
+        Ok(id) => match visible_device(&state, &caller, id).await? {
+            Some(device) => vigil_fhir::calibration_metric(&device, chrono::Utc::now())
+                .map(|m| {
+                    vec![(
+                        format!(
+                            "{}/DeviceMetric/{}",
+                            state.fhir_base,
+                            m["id"].as_str().unwrap_or_default()
+                        ),
+                        m,
+                    )]
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    };
+    Ok(Fhir::ok(vigil_fhir::searchset_bundle(
+        &self_link, None, entries,
+    )))
 }
