@@ -97,6 +97,10 @@ pub const ALL: &[(&str, Check)] = &[
         "templates_are_versioned_upwards",
         templates_are_versioned_upwards,
     ),
+    (
+        "a_correction_is_kept_beside_the_original",
+        a_correction_is_kept_beside_the_original,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -2954,4 +2958,40 @@ pub fn templates_are_versioned_upwards(store: &dyn Store) {
         .map(|t| (t.name, t.version))
         .collect();
     assert_eq!(all, [("acme".to_owned(), 3), ("zeta".to_owned(), 1)]);
+}
+
+/// A corrected result for the same device, code and time is stored beside the original (the log
+/// is append-only and both were acknowledged); the same correction resent is a duplicate.
+pub fn a_correction_is_kept_beside_the_original(store: &dyn Store) {
+    let (d, a) = bound(store, "mon-1", "a", t(8, 0, 0));
+    let original = hr(70.0, t(9, 0, 0));
+    let corrected = Reading {
+        value: ObservationValue::Quantity(Quantity::new(72.0, "/min")),
+        status: ObservationStatus::Corrected,
+        ..original.clone()
+    };
+    let outcomes = append(
+        store,
+        &[
+            submission(&d, t(9, 0, 1), vec![original]),
+            submission(&d, t(9, 5, 0), vec![corrected.clone()]),
+            submission(&d, t(9, 6, 0), vec![corrected]),
+        ],
+    );
+    let first = stored_id(outcomes[0].readings[0]);
+    let correction = stored_id(outcomes[1].readings[0]);
+    assert_ne!(first, correction);
+    assert_eq!(outcomes[2].readings[0], Outcome::Duplicate(correction));
+    let found = store
+        .search_observations(&ObservationQuery {
+            patient: Some(a),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let statuses: Vec<ObservationStatus> = found.iter().map(|o| o.status).collect();
+    assert_eq!(
+        statuses,
+        [ObservationStatus::Final, ObservationStatus::Corrected]
+    );
 }

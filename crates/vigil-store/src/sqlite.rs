@@ -729,7 +729,7 @@ const OBSERVATION_SELECT: &str = "SELECT o.id, p.id, d.id, o.code, o.effective_u
 const INSERT_OBSERVATION: &str = "INSERT INTO observations \
      (patient, device, code, effective_us, received_us, value, unit, systolic, diastolic, mean, value_json, status, quality) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-     ON CONFLICT (device, code, effective_us, patient) DO NOTHING";
+     ON CONFLICT (device, code, effective_us, patient, status) DO NOTHING";
 
 fn observation_from_row(row: &Row<'_>, codes: &Codes) -> Result<Observation, Fail> {
     let id: i64 = row.get(0)?;
@@ -933,7 +933,7 @@ fn append_batch(
 ) -> Result<Vec<SubmissionOutcome>, Fail> {
     let mut insert_observation = tx.prepare_cached(INSERT_OBSERVATION)?;
     let mut find_observation = tx.prepare_cached(
-        "SELECT id FROM observations WHERE device = ?1 AND code = ?2 AND effective_us = ?3 AND patient = ?4",
+        "SELECT id FROM observations WHERE device = ?1 AND code = ?2 AND effective_us = ?3 AND patient = ?4 AND status = ?5",
     )?;
     let mut seen: HashMap<i64, Seen> = HashMap::new();
     let mut stored_observations = 0i64;
@@ -1007,10 +1007,16 @@ fn append_batch(
                 stored_observations += 1;
                 Outcome::Stored(tx.last_insert_rowid())
             } else {
-                Outcome::Duplicate(
-                    find_observation
-                        .query_row(params![device, code, effective, patient], |r| r.get(0))?,
-                )
+                Outcome::Duplicate(find_observation.query_row(
+                    params![
+                        device,
+                        code,
+                        effective,
+                        patient,
+                        codec::status_code(reading.status)
+                    ],
+                    |r| r.get(0),
+                )?)
             });
         }
 
@@ -1312,9 +1318,18 @@ fn store_scores(
             tx.last_insert_rowid()
         } else {
             tx.prepare_cached(
-                "SELECT id FROM observations WHERE device = ?1 AND code = ?2 AND effective_us = ?3 AND patient = ?4",
+                "SELECT id FROM observations WHERE device = ?1 AND code = ?2 AND effective_us = ?3 AND patient = ?4 AND status = ?5",
             )?
-            .query_row(params![scorer, code, effective, patient], |r| r.get(0))?
+            .query_row(
+                params![
+                    scorer,
+                    code,
+                    effective,
+                    patient,
+                    codec::status_code(vigil_model::ObservationStatus::Final)
+                ],
+                |r| r.get(0),
+            )?
         };
         ids.push(ObservationId(id));
     }

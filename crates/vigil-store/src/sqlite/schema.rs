@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -290,6 +290,14 @@ ALTER TABLE devices ADD COLUMN calibration_due_us INTEGER;
 /// A device's received signal strength, as last reported (like its battery).
 const V10: &str = r#"
 ALTER TABLE devices ADD COLUMN signal_dbm INTEGER;
+"#;
+
+/// A corrected or amended result (HL7 OBX-11 `C`, FHIR `corrected`) for the same device, code, time
+/// and patient is a new row, not a duplicate of the original: the log keeps both, the correction
+/// with its own status, and a resent correction is still recognised as a duplicate.
+const V11: &str = r#"
+DROP INDEX observations_dedup;
+CREATE UNIQUE INDEX observations_dedup ON observations (device, code, effective_us, patient, status);
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.
