@@ -503,29 +503,9 @@ async fn read_device(
     let Ok(id) = DeviceId::new(id.clone()) else {
         return Err(ApiError::NotFound(format!("Device/{id} not found")));
     };
-    let lookup = id.clone();
-    let found = blocking(&state, move |s| {
-        let Some(device) = s.device(&lookup)? else {
-            return Ok(None);
-        };
-        let patient = s
-            .bindings(&lookup)?
-            .into_iter()
-            .find(|b| b.to.is_none())
-            .map(|b| b.patient);
-        Ok(Some((device, patient)))
-    })
-    .await?;
-    let Some((device, patient)) = found else {
-        return Err(ApiError::NotFound(format!("Device/{id} not found")));
-    };
-    if let Some(own) = caller.restricted_to()
-        && patient.as_ref().is_none_or(|p| p.as_str() != own)
-    {
-        return Err(ApiError::Forbidden(
-            "a patient may see only their own devices",
-        ));
-    }
+    let (device, patient) = visible_device(&state, &caller, id.clone())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Device/{id} not found")))?;
     Ok(Fhir::ok(vigil_fhir::device_to_fhir(
         &device,
         patient.as_ref(),
@@ -1042,12 +1022,13 @@ async fn post_bundle(
 
 // ---- DeviceMetric: a device's calibration ----
 
-/// The device and its current patient, if the caller may see it.
+/// The device and the patient it is bound to now, if it exists; `Forbidden` for a patient's
+/// token and someone else's device.
 async fn visible_device(
     state: &Arc<AppState>,
     caller: &Caller,
     id: DeviceId,
-) -> Result<Option<Device>, ApiError> {
+) -> Result<Option<(Device, Option<PatientId>)>, ApiError> {
     let lookup = id.clone();
     let found = blocking(state, move |s| {
         let Some(device) = s.device(&lookup)? else {
@@ -1071,7 +1052,7 @@ async fn visible_device(
             "a patient may see only their own devices",
         ));
     }
-    Ok(Some(device))
+    Ok(Some((device, patient)))
 }
 
 /// `GET /fhir/DeviceMetric/{device id}.calibration`
@@ -1086,7 +1067,7 @@ async fn read_device_metric(
         .strip_suffix(vigil_fhir::CALIBRATION_METRIC_SUFFIX)
         .and_then(|d| DeviceId::new(d).ok())
         .ok_or_else(not_found)?;
-    let device = visible_device(&state, &caller, device)
+    let (device, _) = visible_device(&state, &caller, device)
         .await?
         .ok_or_else(not_found)?;
     vigil_fhir::calibration_metric(&device, chrono::Utc::now())
@@ -1126,7 +1107,7 @@ async fn search_device_metrics(
     let self_link = format!("{}/DeviceMetric?source=Device/{source}", state.fhir_base);
     let entries = match DeviceId::new(source) {
         Ok(id) => match visible_device(&state, &caller, id).await? {
-            Some(device) => vigil_fhir::calibration_metric(&device, chrono::Utc::now())
+            Some((device, _)) => vigil_fhir::calibration_metric(&device, chrono::Utc::now())
                 .map(|m| {
                     vec![(
                         format!(
