@@ -548,9 +548,10 @@ pub async fn ingest_device_message(
     payload: &[u8],
 ) -> Result<MessageReport, MessageError> {
     let received = chrono::Utc::now();
-    let sender = device.clone();
+    // The sender signed in; the readings may belong to another device it relays for.
+    let sender = device;
     let mut template_rejections: Vec<Rejection> = Vec::new();
-    let mut device = device.clone();
+    let mut relayed_for: Option<vigil_model::DeviceId> = None;
     let decoded = match message {
         DeviceMessage::Readings => {
             vigil_codecs::decode_device_message(payload, received, limits).map_err(Refusal::from)
@@ -559,9 +560,9 @@ pub async fn ingest_device_message(
             vigil_codecs::decode_device_event(payload, received, limits).map_err(Refusal::from)
         }
         DeviceMessage::Vendor(name) => {
-            match vendor_message(ingest, store, limits, &sender, &name, payload, received).await? {
+            match vendor_message(ingest, store, limits, sender, &name, payload, received).await? {
                 Ok((from, decoded, rejections)) => {
-                    device = from;
+                    relayed_for = Some(from);
                     template_rejections = rejections;
                     Ok(decoded)
                 }
@@ -575,9 +576,9 @@ pub async fn ingest_device_message(
             };
             match vigil_codecs::ble::decode_gateway_message(payload, received, &ble_limits) {
                 Ok(relayed) => {
-                    match relayed_peripheral(store, &sender, relayed.peripheral.to_string()).await {
+                    match relayed_peripheral(store, sender, relayed.peripheral.to_string()).await {
                         Ok(peripheral) => {
-                            device = peripheral;
+                            relayed_for = Some(peripheral);
                             Ok(vigil_codecs::DecodedMessage {
                                 readings: relayed.readings,
                                 ..Default::default()
@@ -649,7 +650,7 @@ pub async fn ingest_device_message(
     }
     let submission = Submission {
         patient: None,
-        device,
+        device: relayed_for.unwrap_or_else(|| sender.clone()),
         received,
         readings: decoded.readings,
         waveforms: decoded.waveforms,
