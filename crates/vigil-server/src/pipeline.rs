@@ -451,10 +451,7 @@ async fn vendor_message(
     if &mapped.device != sender {
         let (store, who, from) = (store.clone(), sender.clone(), mapped.device.clone());
         let allowed = tokio::task::spawn_blocking(move || {
-            let hub = store
-                .device(&who)?
-                .is_some_and(|d| d.kind.as_str() == vigil_model::DeviceKind::GATEWAY);
-            Ok::<_, StoreError>(hub && store.device(&from)?.is_some())
+            Ok::<_, StoreError>(is_gateway(store.as_ref(), &who)? && store.device(&from)?.is_some())
         })
         .await
         .map_err(|_| MessageError::Ingest(IngestError::Stopped))?
@@ -491,6 +488,13 @@ async fn vendor_message(
     )))
 }
 
+/// Whether `device` is registered as a gateway, which may send for other devices.
+fn is_gateway(store: &dyn Store, device: &vigil_model::DeviceId) -> Result<bool, StoreError> {
+    Ok(store
+        .device(device)?
+        .is_some_and(|d| d.kind.as_str() == vigil_model::DeviceKind::GATEWAY))
+}
+
 /// The registered peripheral a gateway relays for; the gateway must be registered as one.
 async fn relayed_peripheral(
     store: &Arc<dyn Store>,
@@ -499,10 +503,7 @@ async fn relayed_peripheral(
 ) -> Result<vigil_model::DeviceId, MessageError> {
     let (store, gateway) = (store.clone(), gateway.clone());
     let found = tokio::task::spawn_blocking(move || {
-        let is_gateway = store
-            .device(&gateway)?
-            .is_some_and(|d| d.kind.as_str() == vigil_model::DeviceKind::GATEWAY);
-        if !is_gateway {
+        if !is_gateway(store.as_ref(), &gateway)? {
             return Ok(Err(Refusal::new(
                 "not_a_gateway",
                 "only a device registered as a gateway (--type gateway) may relay BLE readings",

@@ -823,12 +823,13 @@ fn may_add_observation(caller: &Caller, subject: &PatientId) -> bool {
 /// `vigil-fhir` entry device), after checking the patient exists. `Err` names what is missing.
 fn resolve_refs(
     store: &dyn Store,
-    input: &vigil_fhir::ObservationInput,
+    subject: &PatientId,
+    device: Option<&DeviceId>,
 ) -> Result<Result<DeviceId, String>, StoreError> {
-    if store.patient(&input.subject)?.is_none() {
-        return Ok(Err(format!("Patient/{} not found", input.subject)));
+    if store.patient(subject)?.is_none() {
+        return Ok(Err(format!("Patient/{subject} not found")));
     }
-    match &input.device {
+    match device {
         Some(device) if store.device(device)?.is_none() => {
             Ok(Err(format!("Device/{device} not found")))
         }
@@ -851,6 +852,23 @@ fn submission(
         waveforms: Vec::new(),
         battery_pct: None,
         signal_dbm: None,
+    }
+}
+
+/// What became of one stored entry, for the response Bundle.
+fn entry_outcome(
+    input: &vigil_fhir::ObservationInput,
+    outcome: &vigil_store::SubmissionOutcome,
+) -> vigil_fhir::EntryOutcome {
+    match outcome.readings.first() {
+        Some(vigil_store::Outcome::Stored(id)) => vigil_fhir::EntryOutcome::Created {
+            id: ObservationId(*id),
+            notes: input.notes.clone(),
+        },
+        Some(vigil_store::Outcome::Duplicate(id)) => vigil_fhir::EntryOutcome::Duplicate {
+            id: ObservationId(*id),
+        },
+        _ => vigil_fhir::EntryOutcome::refused(404, IssueType::NotFound, "patient not found"),
     }
 }
 
@@ -879,8 +897,8 @@ async fn create_observation(
             "this caller may not add observations for that patient",
         ));
     }
-    let checked = input.clone();
-    let device = blocking(&state, move |s| resolve_refs(s, &checked))
+    let (subject, named) = (input.subject.clone(), input.device.clone());
+    let device = blocking(&state, move |s| resolve_refs(s, &subject, named.as_ref()))
         .await?
         .map_err(ApiError::NotFound)?;
     let outcome = state
@@ -922,18 +940,6 @@ async fn post_bundle(
     let bundle =
         vigil_fhir::bundle_from_fhir(&body, &vigil_fhir::InputLimits::received_at(received))?;
     let kind = bundle.kind();
-    let created = |id: i64, notes: Vec<vigil_fhir::InputNote>, duplicate: bool| {
-        if duplicate {
-            EntryOutcome::Duplicate {
-                id: ObservationId(id),
-            }
-        } else {
-            EntryOutcome::Created {
-                id: ObservationId(id),
-                notes,
-            }
-        }
-    };
     let outcomes = match bundle {
         BundleInput::Batch(entries) => {
             let mut outcomes = Vec::with_capacity(entries.len());
@@ -953,26 +959,27 @@ async fn post_bundle(
                     ));
                     continue;
                 }
-                let checked = input.clone();
-                let device = match blocking(&state, move |s| resolve_refs(s, &checked)).await? {
-                    Ok(device) => device,
-                    Err(missing) => {
-                        outcomes.push(EntryOutcome::refused(404, IssueType::NotFound, &missing));
-                        continue;
-                    }
-                };
+                let (subject, named) = (input.subject.clone(), input.device.clone());
+                let device =
+                    match blocking(&state, move |s| resolve_refs(s, &subject, named.as_ref()))
+                        .await?
+                    {
+                        Ok(device) => device,
+                        Err(missing) => {
+                            outcomes.push(EntryOutcome::refused(
+                                404,
+                                IssueType::NotFound,
+                                &missing,
+                            ));
+                            continue;
+                        }
+                    };
                 match state
                     .ingest
                     .submit(submission(&input, device, received))
                     .await
                 {
-                    Ok(o) => outcomes.push(match o.readings.first() {
-                        Some(vigil_store::Outcome::Stored(id)) => {
-                            created(*id, input.notes.clone(), false)
-                        }
-                        Some(vigil_store::Outcome::Duplicate(id)) => created(*id, Vec::new(), true),
-                        _ => EntryOutcome::refused(404, IssueType::NotFound, "patient not found"),
-                    }),
+                    Ok(o) => outcomes.push(entry_outcome(&input, &o)),
                     Err(_) => outcomes.push(EntryOutcome::refused(
                         500,
                         IssueType::Exception,
@@ -991,8 +998,8 @@ async fn post_bundle(
                         "this caller may not add observations for a patient of this transaction",
                     ));
                 }
-                let checked = input.clone();
-                let device = blocking(&state, move |s| resolve_refs(s, &checked))
+                let (subject, named) = (input.subject.clone(), input.device.clone());
+                let device = blocking(&state, move |s| resolve_refs(s, &subject, named.as_ref()))
                     .await?
                     .map_err(|missing| {
                         ApiError::NotFound(format!("Bundle.entry[{i}]: {missing}"))
@@ -1007,13 +1014,7 @@ async fn post_bundle(
             entries
                 .iter()
                 .zip(results)
-                .map(|(input, o)| match o.readings.first() {
-                    Some(vigil_store::Outcome::Stored(id)) => {
-                        created(*id, input.notes.clone(), false)
-                    }
-                    Some(vigil_store::Outcome::Duplicate(id)) => created(*id, Vec::new(), true),
-                    _ => EntryOutcome::refused(404, IssueType::NotFound, "patient not found"),
-                })
+                .map(|(input, o)| entry_outcome(input, &o))
                 .collect()
         }
     };

@@ -375,30 +375,19 @@ pub async fn queue_command(
     }
     let expires = chrono::Utc::now() + chrono::Duration::seconds(i64::from(wait));
     let body = serde_json::Value::Object(new.command).to_string();
-    let queued = match &state.broker {
-        Some(broker) => {
-            crate::sources::mqtt::commands::queue(
-                broker,
-                &state.store,
-                &device,
-                correlation_id.clone(),
-                body,
-                expires,
-            )
-            .await
-        }
-        None => {
-            let (store, who, cid) = (state.store.clone(), device.clone(), correlation_id.clone());
-            match tokio::task::spawn_blocking(move || {
-                store.queue_command(&who, &cid, &body, chrono::Utc::now(), expires)
-            })
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::Backend("the store task ended".into())),
-            }
-        }
+    let (store, who, cid) = (state.store.clone(), device.clone(), correlation_id.clone());
+    let queued = match tokio::task::spawn_blocking(move || {
+        store.queue_command(&who, &cid, &body, chrono::Utc::now(), expires)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Backend("the store task ended".into())),
     };
+    // Stored first; then handed to the device at once if it is listening.
+    if let (Ok(command), Some(broker)) = (&queued, &state.broker) {
+        crate::sources::mqtt::commands::deliver(broker, command).await;
+    }
     if let Err(e) = queued {
         return store_problem(e);
     }

@@ -182,7 +182,8 @@ async fn handle(ctx: &MllpContext, frame: &[u8]) -> Option<Vec<u8>> {
         })
     };
     let message = match decode_oru(frame, now, &ctx.limits) {
-        Ok(message) => message,
+        // Shared with the registry lookups off the runtime, not copied.
+        Ok(message) => Arc::new(message),
         Err(e) => {
             telemetry::message_rejected(SOURCE, e.kind());
             keep(e.kind(), e.to_string());
@@ -218,10 +219,10 @@ async fn handle(ctx: &MllpContext, frame: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The checks that need the registry, then the commit.
-async fn accept(ctx: &MllpContext, message: &OruMessage, now: Instant) -> Result<(), Refusal> {
+async fn accept(ctx: &MllpContext, message: &Arc<OruMessage>, now: Instant) -> Result<(), Refusal> {
     let store = ctx.store.clone();
     let prepared = {
-        let message = message.clone();
+        let message = Arc::clone(message);
         tokio::task::spawn_blocking(move || prepare(store.as_ref(), &message, now))
             .await
             .map_err(|_| Refusal::internal("internal"))??

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use vigil_model::DeviceId;
-use vigil_store::{DeviceCommand, Store};
+use vigil_store::DeviceCommand;
 
 use super::BrokerContext;
 use super::topics;
@@ -132,23 +132,4 @@ pub async fn confirm(
             format!("no command {correlation:?} was sent to this device"),
         )),
     }
-}
-
-/// Queues a command (durably) and delivers it at once if the device is listening.
-pub async fn queue(
-    ctx: &BrokerContext,
-    store: &std::sync::Arc<dyn Store>,
-    device: &DeviceId,
-    correlation_id: String,
-    body: String,
-    expires: vigil_model::Instant,
-) -> Result<DeviceCommand, vigil_store::StoreError> {
-    let (store, who) = (store.clone(), device.clone());
-    let command = tokio::task::spawn_blocking(move || {
-        store.queue_command(&who, &correlation_id, &body, chrono::Utc::now(), expires)
-    })
-    .await
-    .map_err(|_| vigil_store::StoreError::Backend("the store task ended".into()))??;
-    deliver(ctx, &command).await;
-    Ok(command)
 }
