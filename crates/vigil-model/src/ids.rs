@@ -90,6 +90,18 @@ id_type!(
     /// A device's identifier: its MQTT username, its topic level and its FHIR `Device.id`.
     DeviceId
 );
+id_type!(
+    /// A person's or a system's account name in Vigil (a nurse's login, an EHR's client id).
+    UserId
+);
+id_type!(
+    /// A care team (a ward's nurses, a home-monitoring service): the unit clinicians see patients by.
+    CareTeamId
+);
+id_type!(
+    /// A patient's consent to share (also the FHIR `Consent.id`).
+    ConsentId
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! Pure by design: no async, no I/O, no protocols, no database. Every other crate depends on this
 //! one and this one on nothing of ours.
 
+pub mod care;
 pub mod catalogue;
 pub mod device;
 pub mod ids;
@@ -13,9 +14,10 @@ pub mod patient;
 pub mod units;
 pub mod waveform;
 
+pub use care::{CareTeam, Consent, ConsentStatus, Grantee, GranteeKind};
 pub use catalogue::{Category, DeviceEvent, Measurand, ObservationCode, ValueKind};
 pub use device::{Binding, Device, DeviceKind, FHIR_ENTRY, NEWS2_SCORER, is_reserved_device_id};
-pub use ids::{DeviceId, IdError, PatientId};
+pub use ids::{CareTeamId, ConsentId, DeviceId, IdError, PatientId, UserId};
 pub use observation::{
     AbsentReason, Acvpu, MeasuredValue, Measurement, News2Value, Observation, ObservationComponent,
     ObservationId, ObservationStatus, ObservationValue, QualityFlags, Quantity, Reading,
