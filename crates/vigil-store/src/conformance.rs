@@ -15,6 +15,12 @@ use vigil_model::{
 };
 
 use crate::{
+    CareReach, SessionRecord, UserAccount,
+};
+use vigil_model::{
+    CareTeam, CareTeamId, Consent, ConsentId, ConsentStatus, Grantee, GranteeKind, UserId,
+};
+use crate::{
     AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewStreamEvent,
     ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError, StoreStats,
     StreamEvent, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
@@ -100,6 +106,17 @@ pub const ALL: &[(&str, Check)] = &[
     (
         "a_correction_is_kept_beside_the_original",
         a_correction_is_kept_beside_the_original,
+    ),
+    ("accounts_and_lockout_state", accounts_and_lockout_state),
+    ("sessions_lifecycle", sessions_lifecycle),
+    (
+        "care_teams_reach_named_and_ward_patients",
+        care_teams_reach_named_and_ward_patients,
+    ),
+    ("consents_round_trip_and_revoke", consents_round_trip_and_revoke),
+    (
+        "searches_are_restricted_within_patients",
+        searches_are_restricted_within_patients,
     ),
 ];
 
@@ -362,6 +379,7 @@ pub fn patient_search(store: &dyn Store) {
             name: name.map(str::to_owned),
             limit,
             offset,
+            within: None,
         };
         patient_ids(&store.search_patients(&query).unwrap())
     };
@@ -528,6 +546,7 @@ pub fn device_search(store: &dyn Store) {
                 identifier: identifier.map(str::to_owned),
                 limit,
                 offset,
+                within: None,
             };
             device_ids(&store.search_devices(&query).unwrap())
         };
@@ -2143,6 +2162,7 @@ pub fn alarm_search_and_paging(store: &dyn Store) {
                 open_only,
                 before,
                 limit,
+                within: None,
             },
         )
     };
@@ -2994,4 +3014,301 @@ pub fn a_correction_is_kept_beside_the_original(store: &dyn Store) {
         statuses,
         [ObservationStatus::Final, ObservationStatus::Corrected]
     );
+}
+
+fn uid(id: &str) -> UserId {
+    UserId::new(id).expect("a valid fixture account id")
+}
+
+fn account(id: &str, role: &str, patient: Option<PatientId>) -> UserAccount {
+    UserAccount {
+        id: uid(id),
+        display_name: format!("Account {id}"),
+        role: role.into(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        patient,
+        organization: None,
+        failed_logins: 0,
+        locked_until: None,
+        disabled: false,
+        created_at: t(8, 0, 0),
+    }
+}
+
+pub fn accounts_and_lockout_state(store: &dyn Store) {
+    let p = add_patient(store, "p1");
+    let nurse = account("nurse.ana", "clinician", None);
+    store.create_user(&nurse).expect("create");
+    let mut own = account("p1-login", "patient", Some(p.clone()));
+    own.organization = Some("home-care".into());
+    store.create_user(&own).expect("create a patient's account");
+    assert!(matches!(
+        store.create_user(&nurse),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.create_user(&account("ghost", "patient", Some(pid("nobody")))),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.user(&uid("nurse.ana")).unwrap(), Some(nurse.clone()));
+    assert_eq!(store.user(&uid("p1-login")).unwrap(), Some(own.clone()));
+    assert_eq!(store.user(&uid("nobody")).unwrap(), None);
+    let ids: Vec<String> = store.users().unwrap().iter().map(|u| u.id.to_string()).collect();
+    assert_eq!(ids, ["nurse.ana", "p1-login"]);
+
+    store
+        .set_login_state(&nurse.id, 3, Some(t(9, 0, 0)))
+        .expect("record failures");
+    let read = store.user(&nurse.id).unwrap().unwrap();
+    assert_eq!((read.failed_logins, read.locked_until), (3, Some(t(9, 0, 0))));
+    store.set_password(&nurse.id, "new-hash").expect("reset");
+    let read = store.user(&nurse.id).unwrap().unwrap();
+    assert_eq!(read.password_hash.as_deref(), Some("new-hash"));
+    assert_eq!((read.failed_logins, read.locked_until), (0, None), "a reset unlocks");
+    store.set_user_disabled(&nurse.id, true).expect("disable");
+    assert!(store.user(&nurse.id).unwrap().unwrap().disabled);
+    assert!(matches!(
+        store.set_password(&uid("nobody"), "x"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.set_login_state(&uid("nobody"), 1, None),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub fn sessions_lifecycle(store: &dyn Store) {
+    store.create_user(&account("ana", "clinician", None)).unwrap();
+    store.create_user(&account("ben", "clinician", None)).unwrap();
+    let session = |n: u8, user: &str, expires: Instant| SessionRecord {
+        token_hash: [n; 32],
+        user: uid(user),
+        csrf: format!("csrf-{n}"),
+        created_at: t(8, 0, 0),
+        last_seen: t(8, 0, 0),
+        expires_at: expires,
+    };
+    let a1 = session(1, "ana", t(20, 0, 0));
+    store.create_session(&a1).unwrap();
+    store.create_session(&session(2, "ana", t(9, 0, 0))).unwrap();
+    store.create_session(&session(3, "ben", t(20, 0, 0))).unwrap();
+    assert!(matches!(
+        store.create_session(&session(4, "nobody", t(20, 0, 0))),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.session(&[1; 32]).unwrap(), Some(a1.clone()));
+    assert_eq!(store.session(&[9; 32]).unwrap(), None);
+    store.touch_session(&[1; 32], t(8, 30, 0)).unwrap();
+    store.touch_session(&[1; 32], t(8, 10, 0)).unwrap();
+    assert_eq!(
+        store.session(&[1; 32]).unwrap().unwrap().last_seen,
+        t(8, 30, 0),
+        "last seen never goes back"
+    );
+    assert_eq!(store.prune_sessions(t(10, 0, 0)).unwrap(), 1);
+    assert_eq!(store.session(&[2; 32]).unwrap(), None);
+    store.end_session(&[3; 32]).unwrap();
+    assert_eq!(store.session(&[3; 32]).unwrap(), None);
+    store.create_session(&session(5, "ana", t(20, 0, 0))).unwrap();
+    assert_eq!(store.end_sessions_of(&uid("ana")).unwrap(), 2);
+    assert_eq!(store.session(&[1; 32]).unwrap(), None);
+}
+
+pub fn care_teams_reach_named_and_ward_patients(store: &dyn Store) {
+    for p in ["p1", "p2", "p3", "p4"] {
+        add_patient(store, p);
+    }
+    store.set_patient_ward(&pid("p2"), Some("4B")).unwrap();
+    store.set_patient_ward(&pid("p3"), Some("4B")).unwrap();
+    store.set_patient_ward(&pid("p4"), Some("ICU")).unwrap();
+    assert_eq!(store.patient_ward(&pid("p2")).unwrap().as_deref(), Some("4B"));
+    assert!(matches!(
+        store.set_patient_ward(&pid("nobody"), Some("4B")),
+        Err(StoreError::NotFound { .. })
+    ));
+    let team = CareTeam {
+        id: CareTeamId::new("4b-nurses").unwrap(),
+        name: "Ward 4B nurses".into(),
+        members: vec![uid("ana")],
+        patients: vec![pid("p1")],
+        wards: vec!["4B".into()],
+        every_patient: false,
+    };
+    store.put_care_team(&team).unwrap();
+    assert_eq!(store.care_teams().unwrap(), vec![team.clone()]);
+    assert_eq!(
+        store.care_reach(&uid("ana")).unwrap(),
+        CareReach {
+            every_patient: false,
+            patients: vec![pid("p1"), pid("p2"), pid("p3")],
+        }
+    );
+    assert_eq!(store.care_reach(&uid("ben")).unwrap(), CareReach::default());
+    // Moving a patient off the ward takes them out of the team's reach at once.
+    store.set_patient_ward(&pid("p3"), None).unwrap();
+    assert_eq!(
+        store.care_reach(&uid("ana")).unwrap().patients,
+        vec![pid("p1"), pid("p2")]
+    );
+    // Replacing the team replaces its lists.
+    let replaced = CareTeam {
+        members: vec![uid("ben")],
+        patients: vec![],
+        ..team.clone()
+    };
+    store.put_care_team(&replaced).unwrap();
+    assert_eq!(store.care_reach(&uid("ana")).unwrap(), CareReach::default());
+    assert_eq!(store.care_reach(&uid("ben")).unwrap().patients, vec![pid("p2")]);
+    let station = CareTeam {
+        id: CareTeamId::new("central").unwrap(),
+        name: "Central monitoring".into(),
+        members: vec![uid("cora")],
+        patients: vec![],
+        wards: vec![],
+        every_patient: true,
+    };
+    store.put_care_team(&station).unwrap();
+    assert!(store.care_reach(&uid("cora")).unwrap().every_patient);
+    assert!(matches!(
+        store.put_care_team(&CareTeam {
+            patients: vec![pid("nobody")],
+            ..station
+        }),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub fn consents_round_trip_and_revoke(store: &dyn Store) {
+    add_patient(store, "p1");
+    add_patient(store, "p2");
+    let consent = Consent {
+        id: ConsentId::new("c1").unwrap(),
+        patient: pid("p1"),
+        grantee: Grantee {
+            kind: GranteeKind::Person,
+            id: "daughter".into(),
+        },
+        resource_types: vec!["Observation".into(), "Flag".into()],
+        start: t(8, 0, 0),
+        end: Some(t(20, 0, 0)),
+        status: ConsentStatus::Active,
+        recorded_by: uid("p1-login"),
+        recorded_at: t(8, 0, 0),
+    };
+    store.put_consent(&consent).unwrap();
+    let insurer = Consent {
+        id: ConsentId::new("c2").unwrap(),
+        patient: pid("p2"),
+        grantee: Grantee {
+            kind: GranteeKind::Organization,
+            id: "acme-insurance".into(),
+        },
+        resource_types: vec![],
+        end: None,
+        recorded_at: t(9, 0, 0),
+        ..consent.clone()
+    };
+    store.put_consent(&insurer).unwrap();
+    assert_eq!(store.consent(&consent.id).unwrap(), Some(consent.clone()));
+    assert_eq!(store.consents_of(&pid("p1")).unwrap(), vec![consent.clone()]);
+    assert_eq!(
+        store.consents_granted_to(&uid("daughter"), None).unwrap(),
+        vec![consent.clone()]
+    );
+    assert_eq!(
+        store
+            .consents_granted_to(&uid("agent-7"), Some("acme-insurance"))
+            .unwrap(),
+        vec![insurer.clone()]
+    );
+    assert!(
+        store
+            .consents_granted_to(&uid("acme-insurance"), None)
+            .unwrap()
+            .is_empty(),
+        "a person's id never matches an organisation's grant"
+    );
+    let revoked = Consent {
+        status: ConsentStatus::Inactive,
+        ..consent.clone()
+    };
+    store.put_consent(&revoked).unwrap();
+    assert_eq!(store.consent(&consent.id).unwrap(), Some(revoked));
+    assert!(matches!(
+        store.put_consent(&Consent {
+            id: ConsentId::new("c3").unwrap(),
+            patient: pid("nobody"),
+            ..consent
+        }),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub fn searches_are_restricted_within_patients(store: &dyn Store) {
+    let (d1, p1) = bound(store, "d1", "p1", t(8, 0, 0));
+    let (d2, _p2) = bound(store, "d2", "p2", t(8, 0, 0));
+    append(
+        store,
+        &[
+            submission(&d1, t(9, 0, 0), vec![hr(70.0, t(9, 0, 0))]),
+            submission(&d2, t(9, 0, 0), vec![hr(80.0, t(9, 0, 0))]),
+        ],
+    );
+    let only = Some(vec![p1.clone()]);
+    let patients = store
+        .search_patients(&PatientQuery {
+            within: only.clone(),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(patients.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), [p1.clone()]);
+    let devices = store
+        .search_devices(&DeviceQuery {
+            within: only.clone(),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(devices.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), [d1]);
+    let observations = store
+        .search_observations(&ObservationQuery {
+            within: only.clone(),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(observations.len(), 1);
+    assert_eq!(observations[0].patient, p1);
+    let none = store
+        .search_observations(&ObservationQuery {
+            within: Some(vec![]),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(none.is_empty(), "an empty restriction reaches nobody");
+    let everyone = store
+        .search_observations(&ObservationQuery {
+            within: None,
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(everyone.len(), 2);
+    record(
+        store,
+        &[
+            change(alarm_record(1, Some(&p1), "active", t(9, 0, 0)), "raised"),
+            change(alarm_record(2, Some(&pid("p2")), "active", t(9, 0, 0)), "raised"),
+        ],
+    );
+    let alarms = store
+        .alarms(&AlarmQuery {
+            within: only,
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(alarms.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
 }

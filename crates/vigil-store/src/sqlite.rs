@@ -16,6 +16,7 @@
 //! - **Schema**: see `sqlite/schema.rs`; versioned migrations run at [`SqliteStore::open`].
 
 mod codec;
+mod people;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,8 @@ use crate::{
     StoredRefusal, StoredTemplate, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
     WaveformQuery,
 };
+use crate::{CareReach, SessionRecord, UserAccount};
+use vigil_model::{CareTeam, Consent, ConsentId, UserId};
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
 };
@@ -595,6 +598,13 @@ fn exists(conn: &Connection, sql: &str, key: &str) -> Result<bool, Fail> {
     Ok(conn.prepare_cached(sql)?.exists([key])?)
 }
 
+/// The JSON array a `within` restriction is bound as (read back with `json_each`), so any number
+/// of patients takes one parameter.
+fn within_json(within: &[PatientId]) -> Value {
+    let ids: Vec<&str> = within.iter().map(PatientId::as_str).collect();
+    Value::Text(serde_json::Value::from(ids).to_string())
+}
+
 fn limit_value(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
@@ -781,6 +791,12 @@ fn observation_sql(
 ) -> (String, Vec<Value>) {
     let mut sql = String::from(OBSERVATION_SELECT);
     let mut args: Vec<Value> = Vec::new();
+    if let Some(within) = &q.within {
+        sql.push_str(
+            " AND o.patient IN (SELECT pk FROM patients WHERE id IN (SELECT value FROM json_each(?)))",
+        );
+        args.push(within_json(within));
+    }
     let mut condition = |sql_part: &str, values: &[i64]| {
         sql.push_str(sql_part);
         args.extend(values.iter().map(|v| Value::Integer(*v)));
@@ -1175,6 +1191,12 @@ fn alarm_sql(q: &AlarmQuery, patient: Option<i64>) -> (String, Vec<Value>) {
         sql.push_str(" AND a.patient = ?");
         args.push(Value::Integer(patient));
     }
+    if let Some(within) = &q.within {
+        sql.push_str(
+            " AND a.patient IN (SELECT pk FROM patients WHERE id IN (SELECT value FROM json_each(?)))",
+        );
+        args.push(within_json(within));
+    }
     if q.open_only {
         // Spelled as the partial index `alarms_open` is, so the planner can use it.
         sql.push_str(" AND a.state <> 'resolved'");
@@ -1507,6 +1529,10 @@ impl Store for SqliteStore {
                 sql.push_str(" AND instr(search_text, ?) > 0");
                 args.push(Value::Text(needle));
             }
+            if let Some(within) = &query.within {
+                sql.push_str(" AND id IN (SELECT value FROM json_each(?))");
+                args.push(within_json(within));
+            }
             sql.push_str(" ORDER BY id LIMIT ? OFFSET ?");
             args.extend([
                 Value::Integer(limit_value(query.limit)),
@@ -1649,6 +1675,14 @@ impl Store for SqliteStore {
                     Value::Text(identifier.clone()),
                     Value::Text(identifier.clone()),
                 ]);
+            }
+            if let Some(within) = &query.within {
+                sql.push_str(
+                    " AND EXISTS (SELECT 1 FROM bindings wb JOIN patients wp ON wp.pk = wb.patient \
+                      WHERE wb.device = d.pk AND wb.to_us IS NULL \
+                      AND wp.id IN (SELECT value FROM json_each(?)))",
+                );
+                args.push(within_json(within));
             }
             sql.push_str(" ORDER BY d.id LIMIT ? OFFSET ?");
             args.extend([
@@ -2359,6 +2393,101 @@ impl Store for SqliteStore {
                 out.push(template_from_row(row)?);
             }
             Ok(out)
+        })
+    }
+
+    fn create_user(&self, user: &UserAccount) -> Result<(), StoreError> {
+        self.write("creating an account", |tx, _| people::create_user(tx, user))
+    }
+    fn user(&self, id: &UserId) -> Result<Option<UserAccount>, StoreError> {
+        self.read("reading an account", |tx| people::user(tx, id))
+    }
+    fn users(&self) -> Result<Vec<UserAccount>, StoreError> {
+        self.read("listing accounts", people::users)
+    }
+    fn set_password(&self, id: &UserId, hash: &str) -> Result<(), StoreError> {
+        self.write("setting a password", |tx, _| people::set_password(tx, id, hash))
+    }
+    fn set_login_state(
+        &self,
+        id: &UserId,
+        failed_logins: u32,
+        locked_until: Option<vigil_model::Instant>,
+    ) -> Result<(), StoreError> {
+        self.write("recording a login attempt", |tx, _| {
+            people::set_login_state(tx, id, failed_logins, locked_until)
+        })
+    }
+    fn set_user_disabled(&self, id: &UserId, disabled: bool) -> Result<(), StoreError> {
+        self.write("disabling an account", |tx, _| {
+            people::set_user_disabled(tx, id, disabled)
+        })
+    }
+    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.write("starting a session", |tx, _| people::create_session(tx, session))
+    }
+    fn session(&self, token_hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.read("reading a session", |tx| people::session(tx, token_hash))
+    }
+    fn touch_session(
+        &self,
+        token_hash: &SecretHash,
+        at: vigil_model::Instant,
+    ) -> Result<(), StoreError> {
+        self.write("refreshing a session", |tx, _| {
+            people::touch_session(tx, token_hash, at)
+        })
+    }
+    fn end_session(&self, token_hash: &SecretHash) -> Result<(), StoreError> {
+        self.write("ending a session", |tx, _| people::end_session(tx, token_hash))
+    }
+    fn end_sessions_of(&self, user: &UserId) -> Result<u64, StoreError> {
+        self.write("ending an account's sessions", |tx, _| {
+            people::end_sessions_of(tx, user)
+        })
+    }
+    fn prune_sessions(&self, now: vigil_model::Instant) -> Result<u64, StoreError> {
+        self.write("removing expired sessions", |tx, _| {
+            people::prune_sessions(tx, now)
+        })
+    }
+    fn put_care_team(&self, team: &CareTeam) -> Result<(), StoreError> {
+        self.write("saving a care team", |tx, _| people::put_care_team(tx, team))
+    }
+    fn care_teams(&self) -> Result<Vec<CareTeam>, StoreError> {
+        self.read("listing care teams", people::care_teams)
+    }
+    fn set_patient_ward(&self, patient: &PatientId, ward: Option<&str>) -> Result<(), StoreError> {
+        self.write("placing a patient on a ward", |tx, _| {
+            people::set_patient_ward(tx, patient, ward)
+        })
+    }
+    fn patient_ward(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
+        self.read("reading a patient's ward", |tx| people::patient_ward(tx, patient))
+    }
+    fn care_reach(&self, user: &UserId) -> Result<CareReach, StoreError> {
+        self.read("reading a clinician's care teams", |tx| {
+            people::care_reach(tx, user)
+        })
+    }
+    fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        self.write("recording a consent", |tx, _| people::put_consent(tx, consent))
+    }
+    fn consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError> {
+        self.read("reading a consent", |tx| people::consent(tx, id))
+    }
+    fn consents_of(&self, patient: &PatientId) -> Result<Vec<Consent>, StoreError> {
+        self.read("reading a patient's consents", |tx| {
+            people::consents_of(tx, patient)
+        })
+    }
+    fn consents_granted_to(
+        &self,
+        person: &UserId,
+        organization: Option<&str>,
+    ) -> Result<Vec<Consent>, StoreError> {
+        self.read("reading consents granted", |tx| {
+            people::consents_granted_to(tx, person, organization)
         })
     }
 

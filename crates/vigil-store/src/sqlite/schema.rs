@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -298,6 +298,76 @@ ALTER TABLE devices ADD COLUMN signal_dbm INTEGER;
 const V11: &str = r#"
 DROP INDEX observations_dedup;
 CREATE UNIQUE INDEX observations_dedup ON observations (device, code, effective_us, patient, status);
+"#;
+
+/// People and who cares for whom: accounts (argon2id hashes, lockout state), browser sessions
+/// (only the cookie's hash), care teams with their members, patients and wards, patients' wards,
+/// and patients' consents to share.
+const V12: &str = r#"
+CREATE TABLE users (
+    id              TEXT PRIMARY KEY,
+    display_name    TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    password_hash   TEXT,
+    patient         INTEGER REFERENCES patients (pk),
+    organization    TEXT,
+    failed_logins   INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
+    locked_until_us INTEGER,
+    disabled        INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+    created_us      INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+    token_hash   BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+    user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf         TEXT NOT NULL,
+    created_us   INTEGER NOT NULL,
+    last_seen_us INTEGER NOT NULL,
+    expires_us   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TABLE care_teams (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    every_patient INTEGER NOT NULL CHECK (every_patient IN (0, 1))
+) STRICT, WITHOUT ROWID;
+CREATE TABLE care_team_members (
+    team    TEXT NOT NULL REFERENCES care_teams (id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (team, user_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX care_team_members_user ON care_team_members (user_id);
+CREATE TABLE care_team_patients (
+    team    TEXT NOT NULL REFERENCES care_teams (id) ON DELETE CASCADE,
+    patient TEXT NOT NULL,
+    PRIMARY KEY (team, patient)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE care_team_wards (
+    team TEXT NOT NULL REFERENCES care_teams (id) ON DELETE CASCADE,
+    ward TEXT NOT NULL,
+    PRIMARY KEY (team, ward)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE patient_wards (
+    patient TEXT PRIMARY KEY,
+    ward    TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX patient_wards_ward ON patient_wards (ward);
+
+CREATE TABLE consents (
+    id             TEXT PRIMARY KEY,
+    patient        TEXT NOT NULL,
+    grantee_kind   TEXT NOT NULL CHECK (grantee_kind IN ('person', 'organization')),
+    grantee        TEXT NOT NULL,
+    resource_types TEXT NOT NULL,   -- JSON array of FHIR resource type names; empty = all
+    start_us       INTEGER NOT NULL,
+    end_us         INTEGER,
+    status         TEXT NOT NULL CHECK (status IN ('active', 'inactive')),
+    recorded_by    TEXT NOT NULL,
+    recorded_us    INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX consents_patient ON consents (patient);
+CREATE INDEX consents_grantee ON consents (grantee_kind, grantee);
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.
