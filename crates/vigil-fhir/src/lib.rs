@@ -25,6 +25,7 @@
 mod bundle;
 mod capability;
 pub mod common;
+mod deidentify;
 mod device;
 mod error;
 mod flag;
@@ -36,6 +37,7 @@ pub mod search;
 
 pub use bundle::{collection_bundle, searchset_bundle};
 pub use capability::{CAPABILITY_DATE, capability_statement};
+pub use deidentify::deidentify;
 pub use device::{CALIBRATION_METRIC_SUFFIX, calibration_metric, device_to_fhir};
 pub use error::{FhirError, IssueLocation, IssueType, Severity, operation_outcome};
 pub use flag::{AlarmFlag, SYSTEM_ALARM_CONDITION, alarm_to_flag};

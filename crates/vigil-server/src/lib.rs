@@ -46,6 +46,10 @@ pub struct ServerConfig {
     pub stream_retention: chrono::Duration,
     /// How long refused messages are kept for the administrator.
     pub refusal_retention: chrono::Duration,
+    /// An external OpenID Connect identity provider whose access tokens are accepted.
+    pub oidc: Option<auth::oidc::OidcConfig>,
+    /// Mark session cookies `Secure` (on whenever Vigil serves TLS).
+    pub secure_cookies: bool,
 }
 
 impl ServerConfig {
@@ -64,6 +68,8 @@ impl ServerConfig {
             surveillance: Default::default(),
             stream_retention: chrono::Duration::days(7),
             refusal_retention: chrono::Duration::days(30),
+            oidc: None,
+            secure_cookies: false,
         }
     }
 }
@@ -78,6 +84,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Oidc(#[from] auth::oidc::OidcError),
     #[error("cannot start the ingest writer: {0}")]
     Writer(std::io::Error),
     #[error("cannot start surveillance: {0}")]
@@ -139,6 +147,11 @@ pub async fn start(
 ) -> Result<RunningServer, ServerError> {
     let metrics = telemetry::install();
     let tokens = auth::TokenKeys::load_or_create(&config.data_dir)?;
+    let pseudonyms = auth::Pseudonyms::load_or_create(&config.data_dir)?;
+    let oidc = match config.oidc.clone() {
+        Some(oidc) => Some(Arc::new(auth::oidc::OidcVerifier::start(oidc).await?)),
+        None => None,
+    };
     let store_for_rules = store.clone();
     let rules_config = config.surveillance.clone();
     let (surveillance, surveillance_thread) =
@@ -267,6 +280,10 @@ pub async fn start(
         ingest,
         limits: config.limits.clone(),
         tokens,
+        oidc,
+        secure_cookies: config.secure_cookies,
+        pseudonyms,
+        access_generation: Default::default(),
         surveillance,
         cohorts: Arc::new(config.cohorts.clone()),
         broker: Some(broker.clone()),

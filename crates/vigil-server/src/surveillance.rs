@@ -220,6 +220,7 @@ pub fn start(
             open_only: true,
             before: None,
             limit: usize::MAX,
+            within: None,
         })?
         .into_iter()
         .map(|r| {

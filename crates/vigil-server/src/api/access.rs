@@ -1,31 +1,62 @@
-//! Bearer-token authentication for the people-and-systems API, as an axum extractor.
+//! Who is calling, and whether they may: the axum side of `vigil-access`.
+//!
+//! [`Caller`] authenticates a request by one of three means: a Vigil-issued bearer token, an
+//! OpenID Connect bearer token from the configured identity provider, or a browser session cookie
+//! (whose state-changing requests must carry the session's anti-CSRF token). Handlers then ask
+//! [`Caller::check`] before touching one patient's data and [`Caller::reach`] before a search; both
+//! load the caller's relationships (care teams, consents) from the store and apply the one policy
+//! in `vigil-access`, so every API, the live stream and exports decide alike.
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{Method, header};
+use subtle::ConstantTimeEq;
+use vigil_access::{Denial, Interaction, Principal, Relationships, Request, Role, Scoped, View};
+use vigil_model::{PatientId, UserId};
+use vigil_store::{Store, StoreError};
 
 use super::AppState;
-use vigil_model::PatientId;
-
-use crate::auth::{Principal, Role};
+use crate::auth::session;
 use crate::telemetry;
 
 /// An authenticated caller. Extracting it rejects the request with 401 when there is no valid
-/// bearer token.
+/// token or session.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
-/// A search for a patient the caller may not see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Forbidden;
-
-/// Why a request was not authenticated (rendered by the FHIR layer as an OperationOutcome).
+/// Why a request was not authenticated (rendered by each API in its own error format).
 #[derive(Debug)]
 pub enum Unauthenticated {
     Missing,
     Invalid,
+    /// A cookie session's change without the session's anti-CSRF token.
+    Csrf,
+    /// The store could not be asked about the session.
+    Unavailable,
+}
+
+/// Why a request that was authenticated may not go on.
+#[derive(Debug)]
+pub enum Refused {
+    Denied(Denial),
+    Store(StoreError),
+    Internal,
+}
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        Refused::Store(e)
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -35,82 +66,204 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            let Some(token) = bearer(parts) else {
+                telemetry::http_auth_refused("no_token");
+                return Err(Unauthenticated::Missing);
+            };
+            if let Ok(principal) = state.tokens.verify(token) {
+                return Ok(Caller(principal));
+            }
+            if let Some(oidc) = &state.oidc {
+                match oidc.verify(token).await {
+                    Ok(principal) => return Ok(Caller(principal)),
+                    Err(e) => tracing::debug!(error = %e, "identity-provider token refused"),
+                }
+            }
+            telemetry::http_auth_refused("bad_token");
+            return Err(Unauthenticated::Invalid);
+        }
+        let cookie = parts
             .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(session::from_cookie_header)
+            .map(str::to_owned);
+        let Some(token) = cookie else {
             telemetry::http_auth_refused("no_token");
             return Err(Unauthenticated::Missing);
         };
-        let Some(token) = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-        else {
-            telemetry::http_auth_refused("no_token");
-            return Err(Unauthenticated::Missing);
+        let store = state.store.clone();
+        let found = tokio::task::spawn_blocking(move || session_principal(store.as_ref(), &token))
+            .await
+            .map_err(|_| Unauthenticated::Unavailable)?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "could not check a session");
+                Unauthenticated::Unavailable
+            })?;
+        let Some((principal, csrf)) = found else {
+            telemetry::http_auth_refused("bad_session");
+            return Err(Unauthenticated::Invalid);
         };
-        match state.tokens.verify(token) {
-            Ok(principal) => Ok(Caller(principal)),
-            Err(_) => {
-                telemetry::http_auth_refused("bad_token");
-                Err(Unauthenticated::Invalid)
+        let changes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if changes {
+            let presented = parts
+                .headers
+                .get(session::CSRF_HEADER)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !bool::from(presented.ct_eq(csrf.as_bytes())) {
+                telemetry::http_auth_refused("csrf");
+                return Err(Unauthenticated::Csrf);
             }
         }
+        Ok(Caller(principal))
+    }
+}
+
+/// The principal a live session cookie signs in, with the session's anti-CSRF token.
+fn session_principal(
+    store: &dyn Store,
+    token: &str,
+) -> Result<Option<(Principal, String)>, StoreError> {
+    let hash = session::hash_token(token);
+    let Some(found) = store.session(&hash)? else {
+        return Ok(None);
+    };
+    let now = chrono::Utc::now();
+    if !session::is_live(&found, now) {
+        store.end_session(&hash)?;
+        return Ok(None);
+    }
+    let Some(user) = store.user(&found.user)? else {
+        return Ok(None);
+    };
+    let Some(role) = Role::parse(&user.role) else {
+        return Ok(None);
+    };
+    if user.disabled {
+        return Ok(None);
+    }
+    if now - found.last_seen >= session::TOUCH_EVERY {
+        store.touch_session(&hash, now)?;
+    }
+    let principal = Principal {
+        subject: user.id.to_string(),
+        role,
+        scopes: role.default_scopes(),
+        patient: user.patient,
+        organization: user.organization,
+    };
+    Ok(Some((principal, found.csrf)))
+}
+
+/// The caller's care teams and the consents naming them (or their organisation).
+pub fn relationships(store: &dyn Store, principal: &Principal) -> Result<Relationships, StoreError> {
+    let Ok(account) = UserId::new(principal.subject.clone()) else {
+        return Ok(Relationships::default());
+    };
+    let mut out = Relationships::default();
+    if principal.role == Role::Clinician {
+        let reach = store.care_reach(&account)?;
+        out.every_patient = reach.every_patient;
+        out.care_team_patients = reach.patients.into_iter().collect();
+    }
+    if matches!(principal.role, Role::Clinician | Role::Caregiver) {
+        out.consents = store.consents_granted_to(&account, principal.organization.as_deref())?;
+    }
+    Ok(out)
+}
+
+/// What a scoped search may return: `None` for everyone, else the patients.
+pub fn within(scoped: &Scoped) -> Option<Vec<PatientId>> {
+    match &scoped.reach {
+        vigil_access::Reach::Everyone => None,
+        vigil_access::Reach::Only(set) => Some(set.iter().cloned().collect()),
     }
 }
 
 impl Caller {
-    /// A patient may see only themselves; other roles see every patient until care-team scoping
-    /// arrives with the security issue.
-    pub fn may_read_patient(&self, patient: &str) -> bool {
-        match self.0.role {
-            Role::Patient => self.0.subject == patient,
-            Role::Admin | Role::Clinician | Role::Integration => true,
-        }
+    /// Decides one request about `patient`'s data (or about no one's, `None`).
+    pub async fn check(
+        &self,
+        state: &Arc<AppState>,
+        resource_type: &'static str,
+        interaction: Interaction,
+        patient: Option<&PatientId>,
+    ) -> Result<View, Refused> {
+        let principal = self.0.clone();
+        let patient = patient.cloned();
+        let store = state.store.clone();
+        let decided = tokio::task::spawn_blocking(move || {
+            let rels = relationships(store.as_ref(), &principal)?;
+            Ok::<_, StoreError>(vigil_access::decide(
+                &principal,
+                &rels,
+                Request {
+                    resource_type,
+                    interaction,
+                    patient: patient.as_ref(),
+                },
+                chrono::Utc::now(),
+            ))
+        })
+        .await
+        .map_err(|_| Refused::Internal)??;
+        decided.map_err(|denial| self.denied(denial, resource_type))
     }
 
-    /// The only patient this caller may see, if restricted to one.
-    pub fn restricted_to(&self) -> Option<&str> {
-        (self.0.role == Role::Patient).then_some(self.0.subject.as_str())
+    /// The patients this caller may search `resource_type` for, and how to show them.
+    pub async fn reach(
+        &self,
+        state: &Arc<AppState>,
+        resource_type: &'static str,
+        interaction: Interaction,
+    ) -> Result<Scoped, Refused> {
+        let principal = self.0.clone();
+        let store = state.store.clone();
+        let scoped = tokio::task::spawn_blocking(move || {
+            let rels = relationships(store.as_ref(), &principal)?;
+            Ok::<_, StoreError>(vigil_access::reach(
+                &principal,
+                &rels,
+                resource_type,
+                interaction,
+                chrono::Utc::now(),
+            ))
+        })
+        .await
+        .map_err(|_| Refused::Internal)??;
+        scoped.map_err(|denial| self.denied(denial, resource_type))
     }
 
-    /// Narrows a search's patient filter to what the caller may see: a patient's own searches are
-    /// filtered to themselves (not refused); asking for someone else is refused with `Err`.
-    pub fn scope_search(&self, patient: &mut Option<PatientId>) -> Result<(), Forbidden> {
-        let Some(own) = self.restricted_to() else {
-            return Ok(());
-        };
-        match patient {
-            Some(p) if p.as_str() != own => Err(Forbidden),
-            Some(_) => Ok(()),
-            None => {
-                *patient = PatientId::new(own).ok();
-                Ok(())
-            }
-        }
+    fn denied(&self, denial: Denial, resource_type: &'static str) -> Refused {
+        metrics::counter!("vigil_access_denied_total", "role" => self.0.role.as_str(), "resource" => resource_type)
+            .increment(1);
+        Refused::Denied(denial)
     }
 
-    /// Registering devices, rotating and revoking their credentials, binding them.
+    /// Registering devices, rotating and revoking their credentials, binding them: the Device
+    /// resource's create and update, which reach no patient's record until a binding does, so
+    /// only callers who reach everyone (administrators, integration systems) may.
     pub fn may_manage_devices(&self) -> bool {
-        matches!(self.0.role, Role::Admin | Role::Integration)
+        [Interaction::Create, Interaction::Update].iter().all(|i| {
+            vigil_access::decide(
+                &self.0,
+                &Relationships::default(),
+                Request {
+                    resource_type: "Device",
+                    interaction: *i,
+                    patient: None,
+                },
+                chrono::Utc::now(),
+            )
+            .is_ok()
+        })
     }
 
-    /// Operating Vigil itself (refused messages, with payloads that may hold patient data).
+    /// Operating Vigil itself (refused messages, the audit trail, security alerts).
     pub fn is_admin(&self) -> bool {
         self.0.role == Role::Admin
-    }
-
-    /// Acknowledging alarms and changing monitoring settings: people caring for patients.
-    pub fn may_change_care(&self) -> bool {
-        matches!(self.0.role, Role::Admin | Role::Clinician)
-    }
-
-    pub fn may_write_patients(&self) -> bool {
-        matches!(
-            self.0.role,
-            Role::Admin | Role::Clinician | Role::Integration
-        )
     }
 }

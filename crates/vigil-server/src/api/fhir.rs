@@ -22,7 +22,8 @@ use vigil_store::{
 };
 
 use super::AppState;
-use super::access::{Caller, Unauthenticated};
+use super::access::{Caller, Refused, Unauthenticated, within};
+use vigil_access::{Interaction, View};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -88,7 +89,7 @@ enum ApiError {
     Fhir(FhirError),
     Store(StoreError),
     NotFound(String),
-    Forbidden(&'static str),
+    Forbidden(String),
     Unauthenticated(Unauthenticated),
     /// The request body could not be read (too large, cut off).
     Body(BytesRejection),
@@ -98,6 +99,16 @@ enum ApiError {
 impl From<FhirError> for ApiError {
     fn from(e: FhirError) -> Self {
         ApiError::Fhir(e)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        match e {
+            Refused::Denied(denial) => ApiError::Forbidden(denial.to_string()),
+            Refused::Store(e) => ApiError::Store(e),
+            Refused::Internal => ApiError::Internal,
+        }
     }
 }
 
@@ -176,7 +187,7 @@ impl IntoResponse for ApiError {
                 "the store is unavailable; retry later",
             ),
             ApiError::NotFound(what) => outcome(StatusCode::NOT_FOUND, IssueType::NotFound, &what),
-            ApiError::Forbidden(why) => outcome(StatusCode::FORBIDDEN, IssueType::Forbidden, why),
+            ApiError::Forbidden(why) => outcome(StatusCode::FORBIDDEN, IssueType::Forbidden, &why),
             ApiError::Unauthenticated(u) => u.into_response(),
             ApiError::Body(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 outcome(
@@ -202,11 +213,25 @@ impl IntoResponse for ApiError {
 impl IntoResponse for Unauthenticated {
     fn into_response(self) -> Response {
         let (detail, challenge) = match self {
-            Unauthenticated::Missing => ("a bearer token is required", "Bearer realm=\"vigil\""),
+            Unauthenticated::Missing => (
+                "a bearer token or a session is required",
+                "Bearer realm=\"vigil\"",
+            ),
             Unauthenticated::Invalid => (
-                "the bearer token is not valid (expired, or signed by someone else)",
+                "the bearer token or session is not valid (expired, or signed by someone else)",
                 "Bearer realm=\"vigil\", error=\"invalid_token\"",
             ),
+            Unauthenticated::Csrf => (
+                "a change made with a session needs the session's X-CSRF-Token header",
+                "Bearer realm=\"vigil\"",
+            ),
+            Unauthenticated::Unavailable => {
+                return outcome(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    IssueType::Transient,
+                    "the store is unavailable; retry later",
+                );
+            }
         };
         let mut response = outcome(StatusCode::UNAUTHORIZED, IssueType::Login, detail);
         response.headers_mut().insert(
@@ -215,6 +240,28 @@ impl IntoResponse for Unauthenticated {
         );
         response
     }
+}
+
+/// Checks a search's patient filter against what the caller may reach: asking for a patient the
+/// caller may not see is refused; without a filter, the search is restricted to those they may
+/// see (`None`: everyone).
+async fn scope_search(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    resource_type: &'static str,
+    patient: Option<&PatientId>,
+) -> Result<(Option<Vec<PatientId>>, View), ApiError> {
+    let scoped = caller
+        .reach(state, resource_type, Interaction::Search)
+        .await?;
+    if let Some(p) = patient
+        && !scoped.reach.includes(p)
+    {
+        return Err(ApiError::Forbidden(
+            vigil_access::Denial::NotYourPatient.to_string(),
+        ));
+    }
+    Ok((within(&scoped), scoped.view))
 }
 
 /// Runs a blocking store call off the async runtime.
@@ -316,11 +363,9 @@ async fn read_patient(
     let Ok(id) = PatientId::new(id.clone()) else {
         return Err(ApiError::NotFound(format!("Patient/{id} not found")));
     };
-    if !caller.may_read_patient(id.as_str()) {
-        return Err(ApiError::Forbidden(
-            "a patient may read only their own record",
-        ));
-    }
+    let view = caller
+        .check(&state, "Patient", Interaction::Read, Some(&id))
+        .await?;
     let lookup = id.clone();
     let found = blocking(&state, move |s| {
         s.patient(&lookup)?
@@ -329,7 +374,7 @@ async fn read_patient(
     })
     .await?;
     match found {
-        Some(resource) => Ok(Fhir::ok(resource)),
+        Some(resource) => Ok(Fhir::ok(state.shown(resource, view))),
         None => Err(ApiError::NotFound(format!("Patient/{id} not found"))),
     }
 }
@@ -341,16 +386,10 @@ async fn search_patients(
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
-    let mut search = vigil_fhir::parse_patient_search(&raw)?;
-    // A patient-role caller is looked up, not filtered out of a page of everyone: the page is
-    // taken by id before the filter below, so their own record was usually not on it.
-    if let Some(own) = caller.restricted_to()
-        && search.identifier.is_none()
-        && let Ok(own) = PatientId::new(own)
-    {
-        search.identifier = Some(PatientIdentifier::Id(own));
-    }
+    let search = vigil_fhir::parse_patient_search(&raw)?;
+    let (reach, view) = scope_search(&state, &caller, "Patient", None).await?;
     let (count, offset) = (search.count, search.offset);
+    let allowed = reach.clone();
     let name = search.name.clone();
     let identifier = search.identifier.clone();
     let mut found: Vec<Patient> = blocking(&state, move |s| match identifier {
@@ -361,15 +400,21 @@ async fn search_patients(
             name,
             limit: count + 1,
             offset,
+            within: reach,
         }),
         None => s.search_patients(&PatientQuery {
             identifier: None,
             name,
             limit: count + 1,
             offset,
+            within: reach,
         }),
     })
     .await?;
+    // Lookups by id or MRN bypass the search: filter them by the same reach.
+    if let Some(allowed) = &allowed {
+        found.retain(|p| allowed.contains(&p.id));
+    }
     if let Some(n) = &search.name
         && matches!(
             search.identifier,
@@ -384,9 +429,6 @@ async fn search_patients(
                     .is_some_and(|f| f.to_lowercase().contains(&n))
                 || p.given.iter().any(|g| g.to_lowercase().contains(&n))
         });
-    }
-    if let Some(own) = caller.restricted_to() {
-        found.retain(|p| p.id.as_str() == own);
     }
     let more = found.len() > count;
     found.truncate(count);
@@ -403,7 +445,10 @@ async fn search_patients(
             .map(|p| Ok((format!("{base}/Patient/{}", p.id), patient_resource(s, p)?)))
             .collect::<Result<Vec<_>, StoreError>>()
     })
-    .await?;
+    .await?
+    .into_iter()
+    .map(|(url, r)| state.shown_entry(url, r, view))
+    .collect();
     Ok(Fhir {
         pretty: search.pretty,
         ..Fhir::ok(vigil_fhir::searchset_bundle(
@@ -428,9 +473,9 @@ async fn create_patient(
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let body = body.map_err(ApiError::Body)?;
-    if !caller.may_write_patients() {
-        return Err(ApiError::Forbidden("this role may not create patients"));
-    }
+    caller
+        .check(&state, "Patient", Interaction::Create, None)
+        .await?;
     let patient = vigil_fhir::patient_from_fhir(&body, None)?.into_patient(new_patient_id);
     let stored = patient.clone();
     let resource = blocking(&state, move |s| {
@@ -454,9 +499,6 @@ async fn update_patient(
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let body = body.map_err(ApiError::Body)?;
-    if !caller.may_write_patients() {
-        return Err(ApiError::Forbidden("this role may not change patients"));
-    }
     let id = PatientId::new(id.clone()).map_err(|e| {
         ApiError::Fhir(FhirError::InvalidElement {
             path: "Patient.id".into(),
@@ -464,6 +506,20 @@ async fn update_patient(
             reason: e.to_string(),
         })
     })?;
+    // Updating a patient one may not see is refused; creating one with a chosen id is a create.
+    let exists = {
+        let id = id.clone();
+        blocking(&state, move |s| Ok(s.patient(&id)?.is_some())).await?
+    };
+    if exists {
+        caller
+            .check(&state, "Patient", Interaction::Update, Some(&id))
+            .await?;
+    } else {
+        caller
+            .check(&state, "Patient", Interaction::Create, None)
+            .await?;
+    }
     let patient = vigil_fhir::patient_from_fhir(&body, Some(&id))?.into_patient(|| id.clone());
     let stored = patient.clone();
     // FHIR update-as-create: a PUT to an id that does not exist yet creates it.
@@ -503,7 +559,7 @@ async fn read_device(
     let Ok(id) = DeviceId::new(id.clone()) else {
         return Err(ApiError::NotFound(format!("Device/{id} not found")));
     };
-    let (device, patient) = visible_device(&state, &caller, id.clone())
+    let (device, patient) = visible_device(&state, &caller, id.clone(), "Device")
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Device/{id} not found")))?;
     Ok(Fhir::ok(vigil_fhir::device_to_fhir(
@@ -519,11 +575,8 @@ async fn search_devices(
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
-    let mut search = vigil_fhir::parse_device_search(&raw)?;
-    // Search results are filtered to what the caller may see; asking for another patient is refused.
-    caller
-        .scope_search(&mut search.patient)
-        .map_err(|_| ApiError::Forbidden("a patient may see only their own devices"))?;
+    let search = vigil_fhir::parse_device_search(&raw)?;
+    let (reach, _) = scope_search(&state, &caller, "Device", search.patient.as_ref()).await?;
     let (count, offset) = (search.count, search.offset);
     let patient = search.patient.clone();
     let identifier = search.identifier.clone();
@@ -537,6 +590,7 @@ async fn search_devices(
             identifier: identifier_text,
             limit: count + 1,
             offset,
+            within: reach,
         })?;
         match &identifier {
             Some(DeviceIdentifier::Id(id)) => devices.retain(|d| &d.id == id),
@@ -600,12 +654,13 @@ async fn read_observation(
     else {
         return Err(ApiError::NotFound(format!("Observation/{id} not found")));
     };
-    if !caller.may_read_patient(observation.patient.as_str()) {
-        return Err(ApiError::Forbidden(
-            "a patient may read only their own observations",
-        ));
-    }
-    Ok(Fhir::ok(vigil_fhir::observation_to_fhir(&observation)))
+    let view = caller
+        .check(&state, "Observation", Interaction::Read, Some(&observation.patient))
+        .await?;
+    Ok(Fhir::ok(state.shown(
+        vigil_fhir::observation_to_fhir(&observation),
+        view,
+    )))
 }
 
 async fn search_observations(
@@ -615,11 +670,9 @@ async fn search_observations(
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
-    let mut search = vigil_fhir::parse_observation_search(&raw)?;
-    // Search results are filtered to what the caller may see; asking for another patient is refused.
-    caller
-        .scope_search(&mut search.patient)
-        .map_err(|_| ApiError::Forbidden("a patient may read only their own observations"))?;
+    let search = vigil_fhir::parse_observation_search(&raw)?;
+    let (reach, view) =
+        scope_search(&state, &caller, "Observation", search.patient.as_ref()).await?;
     let count = search.count;
     let found = if search.matches_nothing() {
         Vec::new()
@@ -642,6 +695,7 @@ async fn search_observations(
                 id: c.id,
             }),
             limit: count + 1,
+            within: reach,
         };
         blocking(&state, move |s| s.search_observations(&query)).await?
     };
@@ -667,9 +721,10 @@ async fn search_observations(
     let entries = page
         .iter()
         .map(|o| {
-            (
+            state.shown_entry(
                 format!("{}/Observation/{}", state.fhir_base, o.id),
                 vigil_fhir::observation_to_fhir(o),
+                view,
             )
         })
         .collect();
@@ -724,15 +779,9 @@ async fn read_flag(
         .await?
         .ok_or_else(not_found)?;
     let flag = record_to_flag(&record).ok_or_else(not_found)?;
-    if record
-        .patient
-        .as_ref()
-        .is_some_and(|p| !caller.may_read_patient(p.as_str()))
-    {
-        return Err(ApiError::Forbidden(
-            "a patient may read only their own alarms",
-        ));
-    }
+    caller
+        .check(&state, "Flag", Interaction::Read, record.patient.as_ref())
+        .await?;
     Ok(Fhir::ok(flag))
 }
 
@@ -743,11 +792,8 @@ async fn search_flags(
 ) -> Result<Fhir, ApiError> {
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let raw = params(query);
-    let mut search = vigil_fhir::parse_flag_search(&raw)?;
-    // Search results are filtered to what the caller may see; asking for another patient is refused.
-    caller
-        .scope_search(&mut search.patient)
-        .map_err(|_| ApiError::Forbidden("a patient may read only their own alarms"))?;
+    let search = vigil_fhir::parse_flag_search(&raw)?;
+    let (reach, _) = scope_search(&state, &caller, "Flag", search.patient.as_ref()).await?;
     let (count, offset, active) = (search.count, search.offset, search.active);
     let patient = search.patient.clone();
     let wanted = offset + count + 1;
@@ -761,6 +807,7 @@ async fn search_flags(
                 open_only: active == Some(true),
                 before,
                 limit: 500,
+                within: reach.clone(),
             })?;
             let Some(last) = page.last() else { break };
             before = Some(last.id);
@@ -810,12 +857,20 @@ async fn search_flags(
 
 // ---- Observation create, and batch/transaction Bundles ----
 
-/// Care staff and integration systems add observations for any patient; a patient adds their own
-/// (a home reading typed into the portal).
-fn may_add_observation(caller: &Caller, subject: &PatientId) -> bool {
-    match caller.restricted_to() {
-        Some(own) => own == subject.as_str(),
-        None => caller.may_write_patients(),
+/// Whether the caller may add an observation for `subject`: care staff for their patients,
+/// integration systems for any, a patient for themself (a home reading typed into the portal).
+async fn may_add_observation(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    subject: &PatientId,
+) -> Result<bool, ApiError> {
+    match caller
+        .check(state, "Observation", Interaction::Create, Some(subject))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(Refused::Denied(_)) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -892,11 +947,9 @@ async fn create_observation(
     let received = chrono::Utc::now();
     let input =
         vigil_fhir::observation_from_fhir(&body, &vigil_fhir::InputLimits::received_at(received))?;
-    if !may_add_observation(&caller, &input.subject) {
-        return Err(ApiError::Forbidden(
-            "this caller may not add observations for that patient",
-        ));
-    }
+    caller
+        .check(&state, "Observation", Interaction::Create, Some(&input.subject))
+        .await?;
     let (subject, named) = (input.subject.clone(), input.device.clone());
     let device = blocking(&state, move |s| resolve_refs(s, &subject, named.as_ref()))
         .await?
@@ -951,7 +1004,7 @@ async fn post_bundle(
                         continue;
                     }
                 };
-                if !may_add_observation(&caller, &input.subject) {
+                if !may_add_observation(&state, &caller, &input.subject).await? {
                     outcomes.push(EntryOutcome::refused(
                         403,
                         IssueType::Forbidden,
@@ -993,10 +1046,10 @@ async fn post_bundle(
             // Every reference is checked before anything is stored; then one commit for all.
             let mut submissions = Vec::with_capacity(entries.len());
             for (i, input) in entries.iter().enumerate() {
-                if !may_add_observation(&caller, &input.subject) {
-                    return Err(ApiError::Forbidden(
-                        "this caller may not add observations for a patient of this transaction",
-                    ));
+                if !may_add_observation(&state, &caller, &input.subject).await? {
+                    return Err(ApiError::Forbidden(format!(
+                        "Bundle.entry[{i}]: this caller may not add observations for that patient"
+                    )));
                 }
                 let (subject, named) = (input.subject.clone(), input.device.clone());
                 let device = blocking(&state, move |s| resolve_refs(s, &subject, named.as_ref()))
@@ -1023,12 +1076,14 @@ async fn post_bundle(
 
 // ---- DeviceMetric: a device's calibration ----
 
-/// The device and the patient it is bound to now, if it exists; `Forbidden` for a patient's
-/// token and someone else's device.
+/// The device and the patient it is bound to now, if it exists; `Forbidden` when the caller may
+/// not see that patient's devices (or an unbound device, which is nobody's to see but staff who
+/// see everyone).
 async fn visible_device(
     state: &Arc<AppState>,
     caller: &Caller,
     id: DeviceId,
+    resource_type: &'static str,
 ) -> Result<Option<(Device, Option<PatientId>)>, ApiError> {
     let lookup = id.clone();
     let found = blocking(state, move |s| {
@@ -1046,13 +1101,9 @@ async fn visible_device(
     let Some((device, patient)) = found else {
         return Ok(None);
     };
-    if let Some(own) = caller.restricted_to()
-        && patient.as_ref().is_none_or(|p| p.as_str() != own)
-    {
-        return Err(ApiError::Forbidden(
-            "a patient may see only their own devices",
-        ));
-    }
+    caller
+        .check(state, resource_type, Interaction::Read, patient.as_ref())
+        .await?;
     Ok(Some((device, patient)))
 }
 
@@ -1068,7 +1119,7 @@ async fn read_device_metric(
         .strip_suffix(vigil_fhir::CALIBRATION_METRIC_SUFFIX)
         .and_then(|d| DeviceId::new(d).ok())
         .ok_or_else(not_found)?;
-    let (device, _) = visible_device(&state, &caller, device)
+    let (device, _) = visible_device(&state, &caller, device, "DeviceMetric")
         .await?
         .ok_or_else(not_found)?;
     vigil_fhir::calibration_metric(&device, chrono::Utc::now())
@@ -1107,7 +1158,7 @@ async fn search_device_metrics(
     };
     let self_link = format!("{}/DeviceMetric?source=Device/{source}", state.fhir_base);
     let entries = match DeviceId::new(source) {
-        Ok(id) => match visible_device(&state, &caller, id).await? {
+        Ok(id) => match visible_device(&state, &caller, id, "DeviceMetric").await? {
             Some((device, _)) => vigil_fhir::calibration_metric(&device, chrono::Utc::now())
                 .map(|m| {
                     vec![(

@@ -3,6 +3,7 @@
 //! store or pipeline function, map the result.
 
 mod access;
+mod accounts;
 mod devices;
 mod fhir;
 mod problem;
@@ -26,12 +27,23 @@ use crate::pipeline::Ingest;
 
 pub use access::Caller;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// What every handler may use.
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingest: Ingest,
     pub limits: vigil_codecs::DecodeLimits,
     pub tokens: TokenKeys,
+    /// The external identity provider's token verifier, when one is configured.
+    pub oidc: Option<Arc<crate::auth::oidc::OidcVerifier>>,
+    /// Session cookies carry `Secure` (Vigil serves TLS).
+    pub secure_cookies: bool,
+    /// Pseudonyms for the research (de-identified) view.
+    pub pseudonyms: crate::auth::Pseudonyms,
+    /// Bumped whenever care teams or consents change through the API, so open live streams look
+    /// up again what their subscribers may see.
+    pub access_generation: Arc<AtomicU64>,
     pub surveillance: crate::surveillance::SurveillanceHandle,
     /// The cohort rule sets patients can be assigned to.
     pub cohorts: Arc<vigil_rules::cohort::Cohorts>,
@@ -42,6 +54,44 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Public base URL of the FHIR API (for `fullUrl` and paging links), e.g. `http://host:8080/fhir`.
     pub fhir_base: String,
+}
+
+impl AppState {
+    pub fn access_generation(&self) -> u64 {
+        self.access_generation.load(Ordering::Acquire)
+    }
+
+    /// Announces that who may see whom changed (a consent, a care team).
+    pub fn access_changed(&self) {
+        self.access_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A rendered resource as the caller may see it.
+    pub fn shown(&self, mut resource: serde_json::Value, view: vigil_access::View) -> serde_json::Value {
+        if view == vigil_access::View::Deidentified {
+            vigil_fhir::deidentify(&mut resource, &|kind, id| self.pseudonyms.of(kind, id));
+        }
+        resource
+    }
+
+    /// A search entry (full URL and resource) as the caller may see it.
+    pub fn shown_entry(
+        &self,
+        url: String,
+        resource: serde_json::Value,
+        view: vigil_access::View,
+    ) -> (String, serde_json::Value) {
+        let resource = self.shown(resource, view);
+        if view == vigil_access::View::Deidentified
+            && let (Some(kind), Some(id)) = (
+                resource["resourceType"].as_str(),
+                resource["id"].as_str(),
+            )
+        {
+            return (format!("{}/{kind}/{id}", self.fhir_base), resource);
+        }
+        (url, resource)
+    }
 }
 
 /// Builds the router; tests call it in-process, `serve` runs it on a listener.
@@ -98,6 +148,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(surveillance::acknowledge))
         .route("/api/v1/alerts/{id}/silence", post(surveillance::silence))
         .route("/api/v1/stream", get(surveillance::stream))
+        .route("/api/v1/login", post(accounts::login))
+        .route("/api/v1/logout", post(accounts::logout))
+        .route("/api/v1/session", get(accounts::whoami))
+        .route("/api/v1/care-teams", get(accounts::list_care_teams))
+        .route(
+            "/api/v1/care-teams/{id}",
+            axum::routing::put(accounts::put_care_team),
+        )
+        .route(
+            "/api/v1/patients/{id}/ward",
+            axum::routing::put(accounts::put_ward),
+        )
         .merge(fhir::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

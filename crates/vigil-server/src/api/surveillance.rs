@@ -21,14 +21,26 @@ use vigil_rules::surveillance::PatientSettings;
 use vigil_store::{AlarmQuery, Store};
 
 use super::AppState;
-use super::access::{Caller, Unauthenticated};
+use super::access::{Caller, Refused, Unauthenticated, within};
+use vigil_access::{Interaction, Reach, View};
 use super::problem::Problem;
 use crate::surveillance::{CommandError, LiveEvent, news2_json, observation_event};
 
-fn unauthenticated(u: Unauthenticated) -> Response {
+pub(super) fn unauthenticated(u: Unauthenticated) -> Response {
     let detail = match u {
-        Unauthenticated::Missing => "A bearer token is required.",
-        Unauthenticated::Invalid => "The bearer token is not valid.",
+        Unauthenticated::Missing => "A bearer token or a session is required.",
+        Unauthenticated::Invalid => "The bearer token or session is not valid.",
+        Unauthenticated::Csrf => {
+            "A change made with a session needs the session's X-CSRF-Token header."
+        }
+        Unauthenticated::Unavailable => {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The store is unavailable; retry later.",
+            )
+            .into_response();
+        }
     };
     let mut p = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
     p.www_authenticate = Some("Bearer realm=\"vigil\"");
@@ -37,6 +49,33 @@ fn unauthenticated(u: Unauthenticated) -> Response {
 
 fn forbidden(detail: &str) -> Response {
     Problem::new(StatusCode::FORBIDDEN, "forbidden", detail).into_response()
+}
+
+/// An access decision that went against the caller, as a problem+json response.
+pub(super) fn refused(r: Refused) -> Response {
+    match r {
+        Refused::Denied(denial) => forbidden(&format!("{}.", capitalised(&denial.to_string()))),
+        Refused::Store(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The store is unavailable; retry later.",
+        )
+        .into_response(),
+        Refused::Internal => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error.",
+        )
+        .into_response(),
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 fn command_error(e: CommandError) -> Response {
@@ -91,7 +130,7 @@ async fn unknown_patient(state: &Arc<AppState>, id: &PatientId) -> Option<Respon
 enum Refusal {
     Unauthenticated(Unauthenticated),
     NoSuchPatient,
-    Forbidden(&'static str),
+    Refused(Refused),
     Response(Response),
 }
 
@@ -100,42 +139,27 @@ impl IntoResponse for Refusal {
         match self {
             Refusal::Unauthenticated(u) => unauthenticated(u),
             Refusal::NoSuchPatient => no_such_patient(),
-            Refusal::Forbidden(why) => forbidden(why),
+            Refusal::Refused(r) => refused(r),
             Refusal::Response(r) => r,
         }
     }
 }
 
-/// Who may do what to a patient's monitoring.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Read,
-    ChangeCare,
-}
-
-/// The one access check of the per-patient endpoints: authenticated, allowed, and the patient
-/// exists.
+/// The one access check of the per-patient endpoints: authenticated, allowed to do
+/// `interaction` on this patient's `resource_type` data, and the patient exists.
 async fn patient_for(
     state: &Arc<AppState>,
     caller: Result<Caller, Unauthenticated>,
     raw_id: String,
-    access: Access,
+    resource_type: &'static str,
+    interaction: Interaction,
 ) -> Result<(Caller, PatientId), Box<Refusal>> {
     let caller = caller.map_err(|u| Box::new(Refusal::Unauthenticated(u)))?;
-    match access {
-        Access::ChangeCare if !caller.may_change_care() => {
-            return Err(Box::new(Refusal::Forbidden(
-                "Only clinicians and administrators change monitoring settings.",
-            )));
-        }
-        _ => {}
-    }
     let id = PatientId::new(raw_id).map_err(|_| Box::new(Refusal::NoSuchPatient))?;
-    if !caller.may_read_patient(id.as_str()) {
-        return Err(Box::new(Refusal::Forbidden(
-            "A patient may read only their own record.",
-        )));
-    }
+    caller
+        .check(state, resource_type, interaction, Some(&id))
+        .await
+        .map_err(|r| Box::new(Refusal::Refused(r)))?;
     if let Some(r) = unknown_patient(state, &id).await {
         return Err(Box::new(Refusal::Response(r)));
     }
@@ -148,7 +172,7 @@ pub async fn news2(
     caller: Result<Caller, Unauthenticated>,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, id) = match patient_for(&state, caller, id, Access::Read).await {
+    let (_, id) = match patient_for(&state, caller, id, "Observation", Interaction::Read).await {
         Ok(ok) => ok,
         Err(refusal) => return refusal.into_response(),
     };
@@ -212,7 +236,7 @@ pub async fn get_settings(
     caller: Result<Caller, Unauthenticated>,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, id) = match patient_for(&state, caller, id, Access::Read).await {
+    let (_, id) = match patient_for(&state, caller, id, "Patient", Interaction::Read).await {
         Ok(ok) => ok,
         Err(refusal) => return refusal.into_response(),
     };
@@ -229,7 +253,7 @@ pub async fn put_settings(
     Path(id): Path<String>,
     body: Result<Json<SettingsChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let (caller, id) = match patient_for(&state, caller, id, Access::ChangeCare).await {
+    let (caller, id) = match patient_for(&state, caller, id, "Patient", Interaction::Update).await {
         Ok(ok) => ok,
         Err(refusal) => return refusal.into_response(),
     };
@@ -325,19 +349,24 @@ pub async fn list_alerts(
             .into_response();
         }
     };
-    let mut patient = match q.patient.map(PatientId::new) {
+    let patient = match q.patient.map(PatientId::new) {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => return Json(json!({ "alerts": [] })).into_response(),
     };
-    if caller.scope_search(&mut patient).is_err() {
-        return forbidden("A patient may see only their own alarms.");
+    let scoped = match caller.reach(&state, "Flag", Interaction::Search).await {
+        Ok(s) => s,
+        Err(r) => return refused(r),
+    };
+    if patient.as_ref().is_some_and(|p| !scoped.reach.includes(p)) {
+        return refused(Refused::Denied(vigil_access::Denial::NotYourPatient));
     }
     let query = AlarmQuery {
         patient,
         open_only,
         before: q.before,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        within: within(&scoped),
     };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.alarms(&query)).await {
@@ -398,10 +427,11 @@ pub async fn get_alert(
         )
         .into_response();
     };
-    if let Some(own) = caller.restricted_to()
-        && record.patient.as_ref().is_none_or(|p| p.as_str() != own)
+    if let Err(r) = caller
+        .check(&state, "Flag", Interaction::Read, record.patient.as_ref())
+        .await
     {
-        return forbidden("A patient may see only their own alarms.");
+        return refused(r);
     }
     let mut body = match serde_json::from_str::<vigil_rules::alarm::Alarm>(&record.snapshot) {
         Ok(alarm) => crate::surveillance::alarm_json(&alarm, record.patient.as_ref()),
@@ -424,8 +454,8 @@ pub async fn acknowledge(
         Ok(c) => c,
         Err(u) => return unauthenticated(u),
     };
-    if !caller.may_change_care() {
-        return forbidden("Only clinicians and administrators acknowledge alarms.");
+    if let Err(r) = may_act_on_alarm(&state, &caller, id).await {
+        return r;
     }
     match state
         .surveillance
@@ -435,6 +465,28 @@ pub async fn acknowledge(
         Ok(alarm) => Json(alarm).into_response(),
         Err(e) => command_error(e),
     }
+}
+
+/// Acknowledging or silencing changes the alarm (a FHIR Flag update) of its patient.
+async fn may_act_on_alarm(state: &Arc<AppState>, caller: &Caller, id: u64) -> Result<(), Response> {
+    let store = state.store.clone();
+    let record = match tokio::task::spawn_blocking(move || store.alarm(id)).await {
+        Ok(Ok(Some(record))) => record,
+        Ok(Ok(None)) => return Err(command_error(CommandError::NoSuchAlarm(id))),
+        _ => {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The store is unavailable.",
+            )
+            .into_response());
+        }
+    };
+    caller
+        .check(state, "Flag", Interaction::Update, record.patient.as_ref())
+        .await
+        .map(|_| ())
+        .map_err(refused)
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,8 +507,8 @@ pub async fn silence(
         Ok(c) => c,
         Err(u) => return unauthenticated(u),
     };
-    if !caller.may_change_care() {
-        return forbidden("Only clinicians and administrators silence alarms.");
+    if let Err(r) = may_act_on_alarm(&state, &caller, id).await {
+        return r;
     }
     let Json(req) = match body {
         Ok(b) => b,
@@ -535,7 +587,7 @@ pub async fn stream(
         Ok(c) => c,
         Err(u) => return unauthenticated(u),
     };
-    let mut patient = match q.patient.map(PatientId::new) {
+    let patient = match q.patient.map(PatientId::new) {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => {
@@ -543,9 +595,10 @@ pub async fn stream(
                 .into_response();
         }
     };
-    if caller.scope_search(&mut patient).is_err() {
-        return forbidden("A patient may follow only their own record.");
-    }
+    let gate = match StreamGate::open(state.clone(), caller, patient.clone()).await {
+        Ok(gate) => gate,
+        Err(r) => return r,
+    };
     // Subscribe before reading the logs, so nothing falls between the replay and the live feed.
     let live = state.surveillance.subscribe();
     let resume = headers
@@ -597,7 +650,7 @@ pub async fn stream(
             }
         }
     };
-    let events = live_events(start, replay, live, patient)
+    let events = live_events(start, replay, live, gate)
         .take_until(state.shutdown.clone().cancelled_owned());
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -642,6 +695,133 @@ fn replay_from(
     Ok((from, out))
 }
 
+/// How often an open stream looks up what its subscriber may see even when no change was
+/// announced (care teams and consents changed by the operator's CLI in another process).
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// What one live-stream subscriber may see, kept current while the stream is open: a revoked
+/// consent or a patient moved off a ward takes effect on the next event. The reach is looked up
+/// again whenever an access change is announced (`AppState::access_changed`) and at least every
+/// [`RECHECK`].
+struct StreamGate {
+    state: Arc<AppState>,
+    caller: Caller,
+    /// The one patient the subscriber asked to follow, if any.
+    patient: Option<PatientId>,
+    observations: Reach,
+    alarms: Reach,
+    generation: u64,
+    checked: std::time::Instant,
+}
+
+enum Admit {
+    Yes,
+    No,
+    /// The followed patient is no longer shared with the subscriber, or access could not be
+    /// checked: the stream ends.
+    End,
+}
+
+impl StreamGate {
+    async fn open(
+        state: Arc<AppState>,
+        caller: Caller,
+        patient: Option<PatientId>,
+    ) -> Result<StreamGate, Response> {
+        let view = caller
+            .reach(&state, "Observation", Interaction::Search)
+            .await
+            .map(|s| s.view);
+        if let Ok(View::Deidentified) = view {
+            return Err(forbidden(
+                "The live stream carries identified data; use the de-identified FHIR search.",
+            ));
+        }
+        let mut gate = StreamGate {
+            state,
+            caller,
+            patient,
+            observations: Reach::Only(Default::default()),
+            alarms: Reach::Only(Default::default()),
+            generation: 0,
+            checked: std::time::Instant::now(),
+        };
+        gate.refresh().await.map_err(refused)?;
+        if let Some(p) = &gate.patient
+            && !gate.observations.includes(p)
+            && !gate.alarms.includes(p)
+        {
+            return Err(refused(Refused::Denied(
+                vigil_access::Denial::NotYourPatient,
+            )));
+        }
+        Ok(gate)
+    }
+
+    async fn refresh(&mut self) -> Result<(), Refused> {
+        self.generation = self.state.access_generation();
+        self.checked = std::time::Instant::now();
+        let reach = |r: Result<vigil_access::Scoped, Refused>| match r {
+            Ok(scoped) => Ok(scoped.reach),
+            // Not allowed this kind of data at all: none of it is streamed.
+            Err(Refused::Denied(_)) => Ok(Reach::Only(Default::default())),
+            Err(e) => Err(e),
+        };
+        self.observations = reach(
+            self.caller
+                .reach(&self.state, "Observation", Interaction::Search)
+                .await,
+        )?;
+        self.alarms = reach(
+            self.caller
+                .reach(&self.state, "Flag", Interaction::Search)
+                .await,
+        )?;
+        Ok(())
+    }
+
+    /// With the reach as last looked up.
+    fn admits_now(&self, event: &LiveEvent) -> bool {
+        if self
+            .patient
+            .as_ref()
+            .is_some_and(|p| event.patient.as_ref() != Some(p))
+        {
+            return false;
+        }
+        let reach = if event.kind == "alarm" {
+            &self.alarms
+        } else {
+            &self.observations
+        };
+        match &event.patient {
+            Some(p) => reach.includes(p),
+            None => *reach == Reach::Everyone,
+        }
+    }
+
+    async fn admits(&mut self, event: &LiveEvent) -> Admit {
+        let stale = self.generation != self.state.access_generation()
+            || self.checked.elapsed() >= RECHECK;
+        if stale {
+            if self.refresh().await.is_err() {
+                return Admit::End;
+            }
+            if let Some(p) = &self.patient
+                && !self.observations.includes(p)
+                && !self.alarms.includes(p)
+            {
+                return Admit::End;
+            }
+        }
+        if self.admits_now(event) {
+            Admit::Yes
+        } else {
+            Admit::No
+        }
+    }
+}
+
 fn to_sse(position: &Position, event: &LiveEvent) -> Event {
     Event::default()
         .id(position.id())
@@ -653,7 +833,7 @@ fn live_events(
     start: Position,
     replay: Vec<LiveEvent>,
     live: tokio::sync::broadcast::Receiver<LiveEvent>,
-    patient: Option<PatientId>,
+    gate: StreamGate,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut position = start;
     // The ready event carries the starting position: a client that drops before the replay ends
@@ -661,31 +841,35 @@ fn live_events(
     let ready = Event::default().id(start.id()).event("ready").data("{}");
     let mut replayed: Vec<Result<Event, Infallible>> = Vec::with_capacity(replay.len());
     for e in &replay {
-        if position.advance(e) {
+        if gate.admits_now(e) && position.advance(e) {
             replayed.push(Ok(to_sse(&position, e)));
         }
     }
     let head = stream::iter(std::iter::once(Ok(ready)).chain(replayed));
     let tail = stream::unfold(
-        (live, position, patient, false),
-        |(mut live, mut position, patient, done)| async move {
+        (live, position, gate, false),
+        |(mut live, mut position, mut gate, done)| async move {
             if done {
                 return None;
             }
             loop {
                 match live.recv().await {
                     Ok(event) => {
-                        if patient
-                            .as_ref()
-                            .is_some_and(|p| event.patient.as_ref() != Some(p))
-                        {
-                            continue;
+                        match gate.admits(&event).await {
+                            Admit::Yes => {}
+                            Admit::No => continue,
+                            Admit::End => {
+                                let bye = Event::default()
+                                    .event("access-ended")
+                                    .data("{\"reconnect\":false}");
+                                return Some((Ok(bye), (live, position, gate, true)));
+                            }
                         }
                         if !position.advance(&event) {
                             continue;
                         }
                         let sse = to_sse(&position, &event);
-                        return Some((Ok(sse), (live, position, patient, false)));
+                        return Some((Ok(sse), (live, position, gate, false)));
                     }
                     // Too far behind: end the stream; the client reconnects with its Last-Event-ID
                     // and gets what it missed from the stored logs.
@@ -693,7 +877,7 @@ fn live_events(
                         let bye = Event::default()
                             .event("lagged")
                             .data("{\"reconnect\":true}");
-                        return Some((Ok(bye), (live, position, patient, true)));
+                        return Some((Ok(bye), (live, position, gate, true)));
                     }
                     Err(RecvError::Closed) => return None,
                 }
