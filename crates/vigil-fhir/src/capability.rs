@@ -184,6 +184,16 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
             "Device/{id} (or {id}): the device's calibration metric, `{id}.calibration`.",
         )],
     );
+    let consent = resource(
+        "Consent",
+        &["read", "search-type", "create", "update", "delete"],
+        vec![param(
+            "patient",
+            "reference",
+            Some("clinical-patient"),
+            "Patient/{id} (or {id}): the patient's consents to share. A patient's own search needs none.",
+        )],
+    );
     let profiles: Vec<String> = std::iter::once(PROFILE_VITAL_SIGNS.to_owned())
         .chain(
             [
@@ -230,9 +240,13 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
                 _pretty is honoured.",
             "security": {
                 "description": "Every request except GET /metadata needs an 'Authorization: Bearer <token>' \
-                    header (tokens from `vigil token issue`). SMART on FHIR is not offered yet.",
+                    header (a token from `vigil token issue`, or an OpenID Connect access token from the \
+                    configured identity provider) or a browser session (POST /api/v1/login; changes carry \
+                    X-CSRF-Token). SMART on FHIR v2 scopes in a token (patient/Observation.rs, \
+                    user/*.cruds, system/Observation.r, ...) narrow what its role may do; Vigil does not \
+                    host the authorization endpoints of a SMART launch.",
             },
-            "resource": [patient, device, device_metric, observation, flag],
+            "resource": [patient, device, device_metric, observation, flag, consent],
             // POST /fhir with a Bundle of Observation creates.
             "interaction": [
                 { "code": "batch" },
@@ -290,7 +304,7 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["Patient", "Device", "DeviceMetric", "Observation", "Flag"]
+            ["Patient", "Device", "DeviceMetric", "Observation", "Flag", "Consent"]
         );
         let interactions = |i: usize| -> Vec<String> {
             c["rest"][0]["resource"][i]["interaction"]

@@ -24,6 +24,7 @@
 
 mod bundle;
 mod capability;
+mod consent;
 pub mod common;
 mod deidentify;
 mod device;
@@ -37,6 +38,7 @@ pub mod search;
 
 pub use bundle::{collection_bundle, searchset_bundle};
 pub use capability::{CAPABILITY_DATE, capability_statement};
+pub use consent::{ConsentInput, SHAREABLE, consent_from_fhir, consent_to_fhir};
 pub use deidentify::deidentify;
 pub use device::{CALIBRATION_METRIC_SUFFIX, calibration_metric, device_to_fhir};
 pub use error::{FhirError, IssueLocation, IssueType, Severity, operation_outcome};

@@ -25,6 +25,9 @@ pub enum PatientCommand {
         /// Medical record number, as HL7 feeds carry it in PID-3.
         #[arg(long)]
         mrn: Option<String>,
+        /// The ward the patient is on (care teams covering it see the patient).
+        #[arg(long)]
+        ward: Option<String>,
     },
     /// List patients.
     List {
@@ -110,12 +113,20 @@ pub enum TokenCommand {
     Issue {
         #[command(flatten)]
         data: DataDir,
-        /// admin, clinician, patient or integration.
+        /// admin, clinician, caregiver, patient, researcher or integration.
         #[arg(long)]
         role: String,
-        /// Who the token is for (for the patient role: the patient id).
+        /// Who the token is for: the account (care teams and consents name it); for the patient
+        /// role, the patient id.
         #[arg(long)]
         subject: String,
+        /// SMART on FHIR v2 scopes, space-separated (e.g. "patient/Observation.rs"); default:
+        /// everything the role may do.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The patient in context, for `patient/` scopes.
+        #[arg(long)]
+        patient: Option<String>,
         /// Validity in hours.
         #[arg(long, default_value_t = 12)]
         ttl_hours: i64,
@@ -129,15 +140,22 @@ pub fn patient(cmd: PatientCommand) -> anyhow::Result<()> {
             id,
             name,
             mrn,
+            ward,
         } => {
             let id = PatientId::new(id).context("invalid patient id")?;
             if name.trim().is_empty() {
                 bail!("the name must not be empty");
             }
+            if ward.as_ref().is_some_and(|w| w.trim().is_empty()) {
+                bail!("the ward must not be empty");
+            }
             let store = open_store(&data.data_dir)?;
             let mut patient = Patient::new(id.clone(), name.trim());
             patient.mrn = mrn;
             store.create_patient(&patient)?;
+            if let Some(ward) = &ward {
+                store.set_patient_ward(&id, Some(ward.trim()))?;
+            }
             println!("patient {id} added");
         }
         PatientCommand::List { data } => {
@@ -285,11 +303,27 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             data,
             role,
             subject,
+            scope,
+            patient,
             ttl_hours,
         } => {
             let role = Role::parse(&role).with_context(|| {
-                format!("unknown role {role:?}: use admin, clinician, patient or integration")
+                format!(
+                    "unknown role {role:?}: use admin, clinician, caregiver, patient, researcher or integration"
+                )
             })?;
+            if role == Role::Device {
+                bail!("devices sign in with their own secrets, not tokens");
+            }
+            let scopes = scope
+                .as_deref()
+                .map(auth::Scopes::parse)
+                .transpose()
+                .context("invalid --scope")?;
+            let patient = patient
+                .map(PatientId::new)
+                .transpose()
+                .context("invalid --patient")?;
             if subject.trim().is_empty() {
                 bail!("the subject must not be empty");
             }
@@ -297,9 +331,15 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 bail!("--ttl-hours must be between 1 and 720");
             }
             let keys = TokenKeys::load_or_create(&data.data_dir)?;
+            let grant = auth::TokenGrant {
+                subject,
+                role,
+                scopes,
+                patient,
+            };
             println!(
                 "{}",
-                keys.issue(role, &subject, chrono::Duration::hours(ttl_hours))?
+                keys.issue_grant(&grant, chrono::Duration::hours(ttl_hours))?
             );
         }
     }

@@ -8,6 +8,7 @@ mod bench_hl7;
 mod bench_latency;
 mod config;
 mod demo;
+mod people;
 mod sim;
 
 use std::path::PathBuf;
@@ -38,6 +39,12 @@ enum Command {
     /// Register devices and bind them to patients (works while the server runs).
     #[command(subcommand)]
     Device(admin::DeviceCommand),
+    /// Manage local accounts (logins for the web UI and API).
+    #[command(subcommand)]
+    User(people::UserCommand),
+    /// Manage care teams: which clinicians look after which patients and wards.
+    #[command(subcommand)]
+    Team(people::TeamCommand),
     /// Issue API bearer tokens for people and systems.
     #[command(subcommand)]
     Token(admin::TokenCommand),
@@ -84,6 +91,8 @@ fn main() -> anyhow::Result<()> {
         Command::Patient(cmd) => admin::patient(cmd),
         Command::Device(cmd) => admin::device(cmd),
         Command::Token(cmd) => admin::token(cmd),
+        Command::User(cmd) => people::user(cmd),
+        Command::Team(cmd) => people::team(cmd),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::BenchAlarms(args) => bench_alarms::run(args),

@@ -15,7 +15,9 @@ use vigil_fhir::search::{DeviceIdentifier, PatientIdentifier};
 use vigil_fhir::{
     AlarmLimit, FhirError, IssueType, MonitoringSettings, Severity, add_monitoring_extension,
 };
-use vigil_model::{Device, DeviceId, ObservationId, Patient, PatientId};
+use vigil_model::{
+    Consent, ConsentId, ConsentStatus, Device, DeviceId, ObservationId, Patient, PatientId, UserId,
+};
 use vigil_rules::surveillance::PatientSettings;
 use vigil_store::{
     Cursor, DeviceQuery, ObservationQuery, PatientQuery, Store, StoreError, TimeBound,
@@ -44,6 +46,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/fhir/Observation/{id}", get(read_observation))
         .route("/fhir/Flag", get(search_flags))
         .route("/fhir/Flag/{id}", get(read_flag))
+        .route("/fhir/Consent", get(search_consents).post(create_consent))
+        .route(
+            "/fhir/Consent/{id}",
+            get(read_consent).put(update_consent).delete(revoke_consent),
+        )
 }
 
 /// A FHIR response body.
@@ -1178,4 +1185,204 @@ async fn search_device_metrics(
     Ok(Fhir::ok(vigil_fhir::searchset_bundle(
         &self_link, None, entries,
     )))
+}
+
+// ---- Consent: a patient's permission to share ----
+
+fn new_consent_id() -> ConsentId {
+    let mut bytes = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    ConsentId::new(format!("cns-{}", hex::encode(bytes)))
+        .unwrap_or_else(|_| unreachable!("hex ids are valid"))
+}
+
+/// The account recording a consent (a patient, a proxy, an administrator).
+fn recorder(caller: &Caller) -> Result<UserId, ApiError> {
+    UserId::new(caller.0.subject.clone()).map_err(|_| {
+        ApiError::Forbidden("only a Vigil account can record a consent".into())
+    })
+}
+
+async fn stored_consent(state: &Arc<AppState>, id: &str) -> Result<Consent, ApiError> {
+    let not_found = || ApiError::NotFound(format!("Consent/{id} not found"));
+    let id = ConsentId::new(id).map_err(|_| not_found())?;
+    blocking(state, move |s| s.consent(&id))
+        .await?
+        .ok_or_else(not_found)
+}
+
+async fn read_consent(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let consent = stored_consent(&state, &id).await?;
+    caller
+        .check(&state, "Consent", Interaction::Read, Some(&consent.patient))
+        .await?;
+    Ok(Fhir::ok(vigil_fhir::consent_to_fhir(&consent)))
+}
+
+/// `GET /fhir/Consent?patient=…`; a patient's own search needs no parameter.
+async fn search_consents(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    RawQuery(query): RawQuery,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let raw = params(query);
+    let mut patient = None;
+    for (name, value) in &raw {
+        match name.as_str() {
+            "patient" => {
+                let id = value.strip_prefix("Patient/").unwrap_or(value);
+                patient = Some(PatientId::new(id).map_err(|e| {
+                    ApiError::Fhir(FhirError::InvalidParameter {
+                        name: "patient".into(),
+                        value: value.clone(),
+                        reason: e.to_string(),
+                    })
+                })?);
+            }
+            "_format" | "_pretty" => {}
+            _ => {
+                return Err(ApiError::Fhir(FhirError::UnknownParameter {
+                    resource: "Consent",
+                    name: name.clone(),
+                    supported: &["patient"],
+                }));
+            }
+        }
+    }
+    let patient = match patient.or_else(|| caller.0.patient.clone()) {
+        Some(p) => p,
+        None => {
+            return Err(ApiError::Fhir(FhirError::UnsupportedParameter {
+                name: "patient".into(),
+                reason: "consents are searched by patient: patient=Patient/{id}".into(),
+            }));
+        }
+    };
+    let (_, _) = scope_search(&state, &caller, "Consent", Some(&patient)).await?;
+    let lookup = patient.clone();
+    let consents = blocking(&state, move |s| s.consents_of(&lookup)).await?;
+    let self_link = format!("{}/Consent?patient=Patient/{patient}", state.fhir_base);
+    let entries = consents
+        .iter()
+        .map(|c| {
+            (
+                format!("{}/Consent/{}", state.fhir_base, c.id),
+                vigil_fhir::consent_to_fhir(c),
+            )
+        })
+        .collect();
+    Ok(Fhir::ok(vigil_fhir::searchset_bundle(
+        &self_link, None, entries,
+    )))
+}
+
+/// Stores a consent and tells open live streams that access changed.
+async fn save_consent(state: &Arc<AppState>, consent: Consent) -> Result<(), ApiError> {
+    blocking(state, move |s| s.put_consent(&consent)).await?;
+    state.access_changed();
+    Ok(())
+}
+
+/// `POST /fhir/Consent`: a patient (or an administrator for them) shares their record.
+async fn create_consent(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let body = body.map_err(ApiError::Body)?;
+    let input = vigil_fhir::consent_from_fhir(&body, None)?;
+    caller
+        .check(&state, "Consent", Interaction::Create, Some(&input.patient))
+        .await?;
+    if input.status != ConsentStatus::Active {
+        return Err(ApiError::Fhir(FhirError::InvalidElement {
+            path: "Consent.status".into(),
+            value: "inactive".into(),
+            reason: "a new consent is active; revoke one by updating or deleting it".into(),
+        }));
+    }
+    let now = chrono::Utc::now();
+    let consent = Consent {
+        id: new_consent_id(),
+        patient: input.patient,
+        grantee: input.grantee,
+        resource_types: input.resource_types,
+        start: input.start.unwrap_or(now),
+        end: input.end,
+        status: ConsentStatus::Active,
+        recorded_by: recorder(&caller)?,
+        recorded_at: now,
+    };
+    save_consent(&state, consent.clone()).await?;
+    Ok(Fhir {
+        status: StatusCode::CREATED,
+        location: Some(format!("{}/Consent/{}", state.fhir_base, consent.id)),
+        ..Fhir::ok(vigil_fhir::consent_to_fhir(&consent))
+    })
+}
+
+/// `PUT /fhir/Consent/{id}`: changes the period or shared types, or revokes (`inactive`). A
+/// consent stays with its patient.
+async fn update_consent(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Fhir, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let body = body.map_err(ApiError::Body)?;
+    let existing = stored_consent(&state, &id).await?;
+    let input = vigil_fhir::consent_from_fhir(&body, Some(&existing.id))?;
+    caller
+        .check(&state, "Consent", Interaction::Update, Some(&existing.patient))
+        .await?;
+    if input.patient != existing.patient {
+        return Err(ApiError::Fhir(FhirError::InvalidElement {
+            path: "Consent.patient".into(),
+            value: input.patient.to_string(),
+            reason: "a consent cannot be moved to another patient".into(),
+        }));
+    }
+    let consent = Consent {
+        grantee: input.grantee,
+        resource_types: input.resource_types,
+        start: input.start.unwrap_or(existing.start),
+        end: input.end,
+        status: input.status,
+        recorded_by: recorder(&caller)?,
+        recorded_at: chrono::Utc::now(),
+        ..existing
+    };
+    save_consent(&state, consent.clone()).await?;
+    Ok(Fhir::ok(vigil_fhir::consent_to_fhir(&consent)))
+}
+
+/// `DELETE /fhir/Consent/{id}`: revokes it. The record is kept (inactive) for the accounting of
+/// who could see what when; access ends at once, including on open live streams.
+async fn revoke_consent(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = caller.map_err(ApiError::Unauthenticated)?;
+    let existing = stored_consent(&state, &id).await?;
+    caller
+        .check(&state, "Consent", Interaction::Delete, Some(&existing.patient))
+        .await?;
+    let consent = Consent {
+        status: ConsentStatus::Inactive,
+        end: Some(existing.end.map_or(chrono::Utc::now(), |e| e.min(chrono::Utc::now()))),
+        recorded_by: recorder(&caller)?,
+        recorded_at: chrono::Utc::now(),
+        ..existing
+    };
+    save_consent(&state, consent).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
