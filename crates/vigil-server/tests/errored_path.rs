@@ -239,6 +239,78 @@ impl Store for FlakyStore {
     fn templates(&self) -> Result<Vec<vigil_store::StoredTemplate>, StoreError> {
         self.inner.templates()
     }
+    fn create_user(&self, user: &vigil_store::UserAccount) -> Result<(), StoreError> {
+        self.inner.create_user(user)
+    }
+    fn user(&self, id: &vigil_model::UserId) -> Result<Option<vigil_store::UserAccount>, StoreError> {
+        self.inner.user(id)
+    }
+    fn users(&self) -> Result<Vec<vigil_store::UserAccount>, StoreError> {
+        self.inner.users()
+    }
+    fn set_password(&self, id: &vigil_model::UserId, hash: &str) -> Result<(), StoreError> {
+        self.inner.set_password(id, hash)
+    }
+    fn set_login_state(
+        &self,
+        id: &vigil_model::UserId,
+        failed: u32,
+        until: Option<vigil_model::Instant>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_login_state(id, failed, until)
+    }
+    fn set_user_disabled(&self, id: &vigil_model::UserId, disabled: bool) -> Result<(), StoreError> {
+        self.inner.set_user_disabled(id, disabled)
+    }
+    fn create_session(&self, s: &vigil_store::SessionRecord) -> Result<(), StoreError> {
+        self.inner.create_session(s)
+    }
+    fn session(&self, h: &SecretHash) -> Result<Option<vigil_store::SessionRecord>, StoreError> {
+        self.inner.session(h)
+    }
+    fn touch_session(&self, h: &SecretHash, at: vigil_model::Instant) -> Result<(), StoreError> {
+        self.inner.touch_session(h, at)
+    }
+    fn end_session(&self, h: &SecretHash) -> Result<(), StoreError> {
+        self.inner.end_session(h)
+    }
+    fn end_sessions_of(&self, user: &vigil_model::UserId) -> Result<u64, StoreError> {
+        self.inner.end_sessions_of(user)
+    }
+    fn prune_sessions(&self, now: vigil_model::Instant) -> Result<u64, StoreError> {
+        self.inner.prune_sessions(now)
+    }
+    fn put_care_team(&self, team: &vigil_model::CareTeam) -> Result<(), StoreError> {
+        self.inner.put_care_team(team)
+    }
+    fn care_teams(&self) -> Result<Vec<vigil_model::CareTeam>, StoreError> {
+        self.inner.care_teams()
+    }
+    fn set_patient_ward(&self, p: &PatientId, ward: Option<&str>) -> Result<(), StoreError> {
+        self.inner.set_patient_ward(p, ward)
+    }
+    fn patient_ward(&self, p: &PatientId) -> Result<Option<String>, StoreError> {
+        self.inner.patient_ward(p)
+    }
+    fn care_reach(&self, user: &vigil_model::UserId) -> Result<vigil_store::CareReach, StoreError> {
+        self.inner.care_reach(user)
+    }
+    fn put_consent(&self, c: &vigil_model::Consent) -> Result<(), StoreError> {
+        self.inner.put_consent(c)
+    }
+    fn consent(&self, id: &vigil_model::ConsentId) -> Result<Option<vigil_model::Consent>, StoreError> {
+        self.inner.consent(id)
+    }
+    fn consents_of(&self, p: &PatientId) -> Result<Vec<vigil_model::Consent>, StoreError> {
+        self.inner.consents_of(p)
+    }
+    fn consents_granted_to(
+        &self,
+        person: &vigil_model::UserId,
+        org: Option<&str>,
+    ) -> Result<Vec<vigil_model::Consent>, StoreError> {
+        self.inner.consents_granted_to(person, org)
+    }
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
         self.inner.patient_settings(patient)
     }

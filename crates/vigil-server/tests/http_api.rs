@@ -64,7 +64,22 @@ impl Api {
             cohorts: Default::default(),
             broker: None,
             shutdown: Default::default(),
+            oidc: None,
+            secure_cookies: false,
+            pseudonyms: vigil_server::auth::Pseudonyms::load_or_create(dir.path()).unwrap(),
+            access_generation: Default::default(),
         });
+        // The clinician these tests sign in as works at the central station: every patient.
+        store
+            .put_care_team(&vigil_model::CareTeam {
+                id: vigil_model::CareTeamId::new("central").unwrap(),
+                name: "Central monitoring".into(),
+                members: vec![vigil_model::UserId::new("nadia").unwrap()],
+                patients: vec![],
+                wards: vec![],
+                every_patient: true,
+            })
+            .unwrap();
         Api {
             _dir: dir,
             store,
