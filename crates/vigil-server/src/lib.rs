@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod guard;
+pub mod intrusion;
 pub mod pipeline;
 pub mod sources;
 pub mod surveillance;
@@ -46,6 +48,8 @@ pub struct ServerConfig {
     pub stream_retention: chrono::Duration,
     /// How long refused messages are kept for the administrator.
     pub refusal_retention: chrono::Duration,
+    /// Rate limits, CORS origins and intrusion detection thresholds (`docs/defence.md`).
+    pub defence: guard::DefenceConfig,
 }
 
 impl ServerConfig {
@@ -64,6 +68,7 @@ impl ServerConfig {
             surveillance: Default::default(),
             stream_retention: chrono::Duration::days(7),
             refusal_retention: chrono::Duration::days(30),
+            defence: guard::DefenceConfig::default(),
         }
     }
 }
@@ -152,6 +157,9 @@ pub async fn start(
         Some(Box::new(move || notify.notify_committed())),
     )
     .map_err(ServerError::Writer)?;
+    let (intrusion, crossings) = intrusion::Intrusion::new(config.defence.intrusion.clone());
+    let guard = guard::Guard::new(&config.defence, intrusion.clone());
+    let ingest = ingest.with_guard(guard.clone());
 
     let http_listener =
         TcpListener::bind(config.http)
@@ -183,6 +191,19 @@ pub async fn start(
         config: config.mqtt_config.clone(),
         sessions: Sessions::default(),
     });
+    {
+        let sessions = broker.clone();
+        let responders = intrusion::Responders {
+            store: store.clone(),
+            disconnect: Box::new(move |device| sessions.sessions.disconnect_device(device)),
+        };
+        tracker.spawn(intrusion::run(
+            crossings,
+            intrusion,
+            responders,
+            shutdown.clone(),
+        ));
+    }
     let mut mqtt_addr = None;
     if let Some(addr) = config.mqtt {
         let listener = TcpListener::bind(addr)
@@ -216,6 +237,7 @@ pub async fn start(
                     _ = shutdown.cancelled() => break,
                     _ = hourly.tick() => {}
                 }
+                guard.housekeeping();
                 let store = store.clone();
                 let pruned = tokio::task::spawn_blocking(move || {
                     let now = chrono::Utc::now();
@@ -273,11 +295,16 @@ pub async fn start(
         shutdown: shutdown.clone(),
         metrics,
         fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),
+        cors_origins: config.defence.cors_origins.clone(),
     });
     let router = api::app(state);
     let http_shutdown = shutdown.clone();
     tracker.spawn(async move {
-        let served = axum::serve(http_listener, router)
+        // The remote address is what the per-client rate limit counts by.
+        let served = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await;
         if let Err(e) = served {

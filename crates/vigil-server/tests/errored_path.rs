@@ -239,6 +239,36 @@ impl Store for FlakyStore {
     fn templates(&self) -> Result<Vec<vigil_store::StoredTemplate>, StoreError> {
         self.inner.templates()
     }
+    fn set_device_quarantine(
+        &self,
+        id: &DeviceId,
+        at: Option<vigil_model::Instant>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_device_quarantine(id, at)
+    }
+    fn device_quarantine(&self, id: &DeviceId) -> Result<Option<vigil_model::Instant>, StoreError> {
+        self.inner.device_quarantine(id)
+    }
+    fn record_security_alert(
+        &self,
+        alert: &vigil_store::NewSecurityAlert,
+    ) -> Result<vigil_store::SecurityAlert, StoreError> {
+        self.inner.record_security_alert(alert)
+    }
+    fn security_alerts(
+        &self,
+        query: &vigil_store::SecurityAlertQuery,
+    ) -> Result<Vec<vigil_store::SecurityAlert>, StoreError> {
+        self.inner.security_alerts(query)
+    }
+    fn acknowledge_security_alert(
+        &self,
+        id: u64,
+        by: &str,
+        at: vigil_model::Instant,
+    ) -> Result<vigil_store::SecurityAlert, StoreError> {
+        self.inner.acknowledge_security_alert(id, by, at)
+    }
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
         self.inner.patient_settings(patient)
     }

@@ -64,6 +64,7 @@ impl Api {
             cohorts: Default::default(),
             broker: None,
             shutdown: Default::default(),
+            cors_origins: Vec::new(),
         });
         Api {
             _dir: dir,

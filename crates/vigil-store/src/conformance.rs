@@ -15,8 +15,8 @@ use vigil_model::{
 };
 
 use crate::{
-    AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewStreamEvent,
-    ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError, StoreStats,
+    AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewSecurityAlert, NewStreamEvent,
+    ObservationQuery, Outcome, PatientQuery, SecretHash, SecurityAlertQuery, Store, StoreError, StoreStats,
     StreamEvent, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
 };
 
@@ -100,6 +100,10 @@ pub const ALL: &[(&str, Check)] = &[
     (
         "a_correction_is_kept_beside_the_original",
         a_correction_is_kept_beside_the_original,
+    ),
+    (
+        "quarantine_and_security_alerts",
+        quarantine_and_security_alerts,
     ),
 ];
 
@@ -2993,5 +2997,125 @@ pub fn a_correction_is_kept_beside_the_original(store: &dyn Store) {
     assert_eq!(
         statuses,
         [ObservationStatus::Final, ObservationStatus::Corrected]
+    );
+}
+
+/// A device is quarantined and released without touching its secret; security alerts add up
+/// while open, start afresh once acknowledged, and are listed newest first.
+pub fn quarantine_and_security_alerts(store: &dyn Store) {
+    let device = add_device(store, "mon-q");
+    assert_eq!(store.device_quarantine(&device).unwrap(), None);
+    assert_eq!(store.device_quarantine(&did("nobody")).unwrap(), None);
+    store
+        .set_device_quarantine(&device, Some(t(10, 0, 0)))
+        .unwrap();
+    assert_eq!(store.device_quarantine(&device).unwrap(), Some(t(10, 0, 0)));
+    assert_eq!(
+        store.device_secret(&device).unwrap(),
+        Some(secret(1)),
+        "quarantine keeps the secret"
+    );
+    store.set_device_quarantine(&device, None).unwrap();
+    assert_eq!(store.device_quarantine(&device).unwrap(), None);
+    expect_not_found(
+        store.set_device_quarantine(&did("nobody"), Some(t(10, 0, 0))),
+        "quarantining an unknown device",
+    );
+
+    let alert = |device: Option<&str>, peer: Option<&str>, kind: &str, at: Instant| NewSecurityAlert {
+        device: device.map(did),
+        peer: peer.map(str::to_owned),
+        kind: kind.into(),
+        count: 5,
+        at,
+        detail: format!("{kind} detail"),
+        quarantined: false,
+    };
+    let first = store
+        .record_security_alert(&alert(Some("mon-q"), None, "auth_failures", t(10, 0, 0)))
+        .unwrap();
+    assert_eq!(
+        (first.count, first.first_seen, first.last_seen, first.status.as_str()),
+        (5, t(10, 0, 0), t(10, 0, 0), "open")
+    );
+    // Same kind, device and address while open: the same alert grows.
+    let mut again = alert(Some("mon-q"), None, "auth_failures", t(10, 5, 0));
+    again.quarantined = true;
+    again.detail = "newer detail".into();
+    let grown = store.record_security_alert(&again).unwrap();
+    assert_eq!(grown.id, first.id);
+    assert_eq!(
+        (grown.count, grown.first_seen, grown.last_seen, grown.quarantined),
+        (10, t(10, 0, 0), t(10, 5, 0), true)
+    );
+    assert_eq!(grown.detail, "newer detail");
+    // Another address, another kind, an unregistered device id: separate alerts.
+    let by_peer = store
+        .record_security_alert(&alert(None, Some("192.0.2.7"), "auth_failures", t(10, 6, 0)))
+        .unwrap();
+    let other_kind = store
+        .record_security_alert(&alert(Some("mon-q"), None, "topic_violation", t(10, 7, 0)))
+        .unwrap();
+    let unknown = store
+        .record_security_alert(&alert(Some("ghost"), None, "auth_failures", t(10, 8, 0)))
+        .unwrap();
+    let ids: Vec<u64> = [&first, &by_peer, &other_kind, &unknown]
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "distinct, increasing ids: {ids:?}");
+    assert_eq!(by_peer.peer.as_deref(), Some("192.0.2.7"));
+
+    let acked = store
+        .acknowledge_security_alert(first.id, "sam", t(11, 0, 0))
+        .unwrap();
+    assert_eq!(acked.status, "acknowledged");
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("sam"));
+    assert_eq!(acked.acknowledged_at, Some(t(11, 0, 0)));
+    let twice = store
+        .acknowledge_security_alert(first.id, "alex", t(12, 0, 0))
+        .unwrap();
+    assert_eq!(twice.acknowledged_by.as_deref(), Some("sam"), "the first acknowledgement stands");
+    expect_not_found(
+        store.acknowledge_security_alert(9_999, "sam", t(12, 0, 0)),
+        "acknowledging an unknown alert",
+    );
+    // Once acknowledged, the next crossing raises a new alert.
+    let fresh = store
+        .record_security_alert(&alert(Some("mon-q"), None, "auth_failures", t(12, 0, 0)))
+        .unwrap();
+    assert_ne!(fresh.id, first.id);
+    assert_eq!(fresh.count, 5);
+
+    let all = store
+        .security_alerts(&SecurityAlertQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let listed: Vec<u64> = all.iter().map(|a| a.id).collect();
+    assert_eq!(listed, vec![fresh.id, unknown.id, other_kind.id, by_peer.id, first.id]);
+    let open = store
+        .security_alerts(&SecurityAlertQuery {
+            open_only: true,
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(open.iter().all(|a| a.status == "open") && open.len() == 4);
+    let page = store
+        .security_alerts(&SecurityAlertQuery {
+            before: Some(other_kind.id),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.iter().map(|a| a.id).collect::<Vec<_>>(), vec![by_peer.id]);
+    assert!(
+        store
+            .security_alerts(&SecurityAlertQuery::default())
+            .unwrap()
+            .is_empty(),
+        "limit 0 returns nothing"
     );
 }

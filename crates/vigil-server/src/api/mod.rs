@@ -3,11 +3,13 @@
 //! store or pipeline function, map the result.
 
 mod access;
+mod defence;
 mod devices;
 mod fhir;
 mod problem;
 mod refusals;
 mod registry;
+mod security;
 mod surveillance;
 mod templates;
 
@@ -42,12 +44,14 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Public base URL of the FHIR API (for `fullUrl` and paging links), e.g. `http://host:8080/fhir`.
     pub fhir_base: String,
+    /// Origins allowed cross-origin access (exact); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 /// Builds the router; tests call it in-process, `serve` runs it on a listener.
 pub fn app(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_bytes;
-    Router::new()
+    let router = Router::new()
         .route(
             "/api/v1/devices/{device_id}/obs",
             post(devices::post_readings),
@@ -78,6 +82,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/devices/{device_id}/revoke", post(registry::revoke))
         .route(
+            "/api/v1/devices/{device_id}/release",
+            post(security::release),
+        )
+        .route("/api/v1/security/alerts", get(security::list_alerts))
+        .route(
+            "/api/v1/security/alerts/{id}/ack",
+            post(security::acknowledge),
+        )
+        .route(
             "/api/v1/devices/{device_id}/calibration",
             axum::routing::put(registry::set_calibration),
         )
@@ -105,6 +118,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         // One byte more than the decoder's limit, so the decoder reports the exact size problem.
         .layer(DefaultBodyLimit::max(body_limit + 1))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            defence::limit_clients,
+        ));
+    // CORS outside the rate limit (a preflight is answered before it), the security headers
+    // outermost so every response carries them, 429s and preflights included.
+    let router = match defence::cors(&state.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        .layer(axum::middleware::map_response(defence::security_headers))
         .with_state(state)
 }
 

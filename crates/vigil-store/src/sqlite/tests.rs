@@ -144,6 +144,7 @@ conformance_tests!(
     device_commands_wait_until_confirmed_or_expired,
     templates_are_versioned_upwards,
     a_correction_is_kept_beside_the_original,
+    quarantine_and_security_alerts,
 );
 
 #[test]
@@ -517,7 +518,7 @@ fn a_version_1_database_upgrades_to_the_newest_version_with_its_data() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
     let applied: Vec<i64> = conn
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .unwrap()
@@ -525,7 +526,7 @@ fn a_version_1_database_upgrades_to_the_newest_version_with_its_data() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 
     let a = PatientId::new("a").unwrap();
     let patient = store.patient(&a).unwrap().expect("the patient kept");
