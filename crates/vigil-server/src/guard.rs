@@ -188,7 +188,10 @@ mod tests {
         }
         let wait = guard.check_http_client(a).unwrap_err();
         assert!(wait > Duration::from_secs(3000) && wait <= Duration::from_secs(3600));
-        assert!(guard.check_http_client(b).is_ok(), "each address has its own bucket");
+        assert!(
+            guard.check_http_client(b).is_ok(),
+            "each address has its own bucket"
+        );
     }
 
     #[test]

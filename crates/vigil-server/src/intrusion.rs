@@ -197,12 +197,17 @@ impl Detector {
         patient_key: u64,
         now: Instant,
     ) -> Option<Crossing> {
-        self.count(SignalKind::ManyPatients, Subject::Device(device), now, |w| {
-            if !w.patients.contains(&patient_key) {
-                w.patients.push(patient_key);
-                w.count = w.count.saturating_add(1);
-            }
-        })
+        self.count(
+            SignalKind::ManyPatients,
+            Subject::Device(device),
+            now,
+            |w| {
+                if !w.patients.contains(&patient_key) {
+                    w.patients.push(patient_key);
+                    w.count = w.count.saturating_add(1);
+                }
+            },
+        )
     }
 
     fn count(
@@ -218,8 +223,9 @@ impl Detector {
         }
         let key = (kind, subject);
         if !self.windows.contains_key(&key) && self.windows.len() >= self.config.max_tracked {
-            self.windows
-                .retain(|(kind, subject), w| now < w.start + self.config.threshold(*kind, subject).window);
+            self.windows.retain(|(kind, subject), w| {
+                now < w.start + self.config.threshold(*kind, subject).window
+            });
             if self.windows.len() >= self.config.max_tracked {
                 telemetry::intrusion_untracked();
                 return None;
@@ -575,7 +581,9 @@ mod tests {
                     feed(&mut d, kind, &subject, threshold.count - 1, t0).is_empty(),
                     "{kind:?}: one below the threshold raises nothing"
                 );
-                let crossing = d.observe(kind, subject.clone(), 1, t0).expect("at the count");
+                let crossing = d
+                    .observe(kind, subject.clone(), 1, t0)
+                    .expect("at the count");
                 assert_eq!(crossing.count, threshold.count);
                 assert_eq!(crossing.quarantine, threshold.quarantine, "{kind:?}");
             } else {
@@ -596,16 +604,25 @@ mod tests {
         // 4 failures at t0, the 5th just inside the window: crossed.
         assert!(feed(&mut d, SignalKind::AuthFailures, &s, 4, t0).is_empty());
         let last = t0 + Duration::from_secs(60) - Duration::from_millis(1);
-        assert!(d.observe(SignalKind::AuthFailures, s.clone(), 1, last).is_some());
+        assert!(
+            d.observe(SignalKind::AuthFailures, s.clone(), 1, last)
+                .is_some()
+        );
 
         // 4 failures at t0, the 5th exactly at the window's end opens a new window: not crossed.
         let mut d = Detector::new(config());
         assert!(feed(&mut d, SignalKind::AuthFailures, &s, 4, t0).is_empty());
         let end = t0 + Duration::from_secs(60);
-        assert!(d.observe(SignalKind::AuthFailures, s.clone(), 1, end).is_none());
+        assert!(
+            d.observe(SignalKind::AuthFailures, s.clone(), 1, end)
+                .is_none()
+        );
         // ... which then needs its own 5 (4 more).
         assert!(feed(&mut d, SignalKind::AuthFailures, &s, 3, end).is_empty());
-        assert!(d.observe(SignalKind::AuthFailures, s.clone(), 1, end).is_some());
+        assert!(
+            d.observe(SignalKind::AuthFailures, s.clone(), 1, end)
+                .is_some()
+        );
     }
 
     #[test]
@@ -613,14 +630,27 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Detector::new(config());
         let s = device("mon-1");
-        assert!(d.observe(SignalKind::TopicViolation, s.clone(), 1, t0).is_some());
         assert!(
-            d.observe(SignalKind::TopicViolation, s.clone(), 1, t0 + Duration::from_secs(59))
-                .is_none()
+            d.observe(SignalKind::TopicViolation, s.clone(), 1, t0)
+                .is_some()
         );
         assert!(
-            d.observe(SignalKind::TopicViolation, s.clone(), 1, t0 + Duration::from_secs(60))
-                .is_some()
+            d.observe(
+                SignalKind::TopicViolation,
+                s.clone(),
+                1,
+                t0 + Duration::from_secs(59)
+            )
+            .is_none()
+        );
+        assert!(
+            d.observe(
+                SignalKind::TopicViolation,
+                s.clone(),
+                1,
+                t0 + Duration::from_secs(60)
+            )
+            .is_some()
         );
     }
 
@@ -652,7 +682,10 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Detector::new(config());
         let s = device("mon-1");
-        assert!(d.observe(SignalKind::ImplausibleValues, s.clone(), 19, t0).is_none());
+        assert!(
+            d.observe(SignalKind::ImplausibleValues, s.clone(), 19, t0)
+                .is_none()
+        );
         let c = d.observe(SignalKind::ImplausibleValues, s, 5, t0).unwrap();
         assert_eq!(c.count, 24);
     }
@@ -663,7 +696,10 @@ mod tests {
         let mut d = Detector::new(config());
         let mon = DeviceId::new("mon-1").unwrap();
         for _ in 0..10 {
-            assert!(d.patient_named(mon.clone(), 1, t0).is_none(), "one patient, many messages");
+            assert!(
+                d.patient_named(mon.clone(), 1, t0).is_none(),
+                "one patient, many messages"
+            );
         }
         for p in 2..=4 {
             assert!(d.patient_named(mon.clone(), p, t0).is_none());
@@ -671,14 +707,18 @@ mod tests {
         let c = d
             .patient_named(mon.clone(), 5, t0 + Duration::from_secs(599))
             .expect("the fifth patient within 10 minutes");
-        assert_eq!((c.kind, c.count, c.quarantine), (SignalKind::ManyPatients, 5, false));
+        assert_eq!(
+            (c.kind, c.count, c.quarantine),
+            (SignalKind::ManyPatients, 5, false)
+        );
 
         let mut d = Detector::new(config());
         for p in 1..=4 {
             assert!(d.patient_named(mon.clone(), p, t0).is_none());
         }
         assert!(
-            d.patient_named(mon, 5, t0 + Duration::from_secs(600)).is_none(),
+            d.patient_named(mon, 5, t0 + Duration::from_secs(600))
+                .is_none(),
             "the fifth patient after the window"
         );
     }
@@ -702,8 +742,17 @@ mod tests {
         d.observe(SignalKind::AuthFailures, device("a"), 1, t0);
         d.observe(SignalKind::AuthFailures, device("b"), 1, t0);
         d.observe(SignalKind::AuthFailures, device("c"), 1, t0);
-        assert_eq!(d.tracked(), 2, "a third subject is not tracked while the others are live");
-        d.observe(SignalKind::AuthFailures, device("c"), 1, t0 + Duration::from_secs(60));
+        assert_eq!(
+            d.tracked(),
+            2,
+            "a third subject is not tracked while the others are live"
+        );
+        d.observe(
+            SignalKind::AuthFailures,
+            device("c"),
+            1,
+            t0 + Duration::from_secs(60),
+        );
         assert_eq!(d.tracked(), 1, "expired windows are dropped to make room");
     }
 
@@ -714,9 +763,15 @@ mod tests {
         let (p1, p2) = (PatientId::new("p1").unwrap(), PatientId::new("p2").unwrap());
         intrusion.patient_named(&mon, &p1, Some(&p1));
         intrusion.patient_named(&mon, &p1, None);
-        assert!(crossings.0.try_recv().is_err(), "its own patient, or unbound: no signal");
+        assert!(
+            crossings.0.try_recv().is_err(),
+            "its own patient, or unbound: no signal"
+        );
         intrusion.patient_named(&mon, &p2, Some(&p1));
-        let c = crossings.0.try_recv().expect("another patient than the bound one");
+        let c = crossings
+            .0
+            .try_recv()
+            .expect("another patient than the bound one");
         assert_eq!((c.kind, c.quarantine), (SignalKind::ForeignPatient, true));
     }
 

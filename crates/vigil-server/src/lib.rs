@@ -305,8 +305,8 @@ pub async fn start(
             http_listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await;
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }

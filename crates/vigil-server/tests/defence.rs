@@ -105,7 +105,9 @@ fn assert_security_headers(response: &reqwest::Response, what: &str) {
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["x-frame-options"], "DENY");
     assert_eq!(response.headers()["cache-control"], "no-store");
-    let csp = response.headers()["content-security-policy"].to_str().unwrap();
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
     assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
 }
 
@@ -122,15 +124,28 @@ async fn security_headers_are_on_fhir_answers_and_on_errors() {
     assert_eq!(fhir.status(), 200);
     assert_security_headers(&fhir, "FHIR search");
 
-    let unauthenticated = ward.http.get(ward.url("/fhir/Patient")).send().await.unwrap();
+    let unauthenticated = ward
+        .http
+        .get(ward.url("/fhir/Patient"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthenticated.status(), 401);
     assert_security_headers(&unauthenticated, "401");
 
-    let missing = ward.http.get(ward.url("/no/such/thing")).send().await.unwrap();
+    let missing = ward
+        .http
+        .get(ward.url("/no/such/thing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     assert_security_headers(&missing, "404");
     let body = missing.text().await.unwrap();
-    assert!(!body.contains("panicked") && !body.contains("src/"), "{body}");
+    assert!(
+        !body.contains("panicked") && !body.contains("src/"),
+        "{body}"
+    );
     ward.server.shutdown().await;
 }
 
@@ -270,7 +285,12 @@ async fn a_device_publishing_to_another_devices_topic_is_quarantined_until_relea
     assert_eq!(alert["device"], "mon-1");
     assert_eq!(alert["quarantined"], true);
     assert_eq!(alert["status"], "open");
-    assert!(ward.store.device_quarantine(&did("mon-1")).unwrap().is_some());
+    assert!(
+        ward.store
+            .device_quarantine(&did("mon-1"))
+            .unwrap()
+            .is_some()
+    );
     assert!(stored(ward.store.as_ref(), "mon-2").is_empty());
 
     // Its connection is closed, and it cannot sign in again: MQTT 5 0x8A, 3.1.1 code 5.
@@ -296,7 +316,12 @@ async fn a_device_publishing_to_another_devices_topic_is_quarantined_until_relea
         .unwrap();
     assert_eq!(http.status(), 403);
     let body: Value = http.json().await.unwrap();
-    assert!(body["detail"].as_str().unwrap().contains("device quarantined"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("device quarantined")
+    );
 
     // Only an administrator releases it and acknowledges the alert.
     let by_clinician = ward
@@ -325,10 +350,7 @@ async fn a_device_publishing_to_another_devices_topic_is_quarantined_until_relea
     assert_eq!(released.status(), 200);
     let acked: Value = ward
         .http
-        .post(ward.url(&format!(
-            "/api/v1/security/alerts/{}/ack",
-            alert["id"]
-        )))
+        .post(ward.url(&format!("/api/v1/security/alerts/{}/ack", alert["id"])))
         .bearer_auth(&ward.admin)
         .send()
         .await

@@ -15,9 +15,9 @@ use vigil_model::{
 };
 
 use crate::{
-    AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewSecurityAlert, NewStreamEvent,
-    ObservationQuery, Outcome, PatientQuery, SecretHash, SecurityAlertQuery, Store, StoreError, StoreStats,
-    StreamEvent, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
+    AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewSecurityAlert,
+    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, SecretHash, SecurityAlertQuery, Store,
+    StoreError, StoreStats, StreamEvent, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
 };
 
 /// One behaviour: a function that checks it on a fresh store, panicking on a deviation.
@@ -3022,20 +3022,26 @@ pub fn quarantine_and_security_alerts(store: &dyn Store) {
         "quarantining an unknown device",
     );
 
-    let alert = |device: Option<&str>, peer: Option<&str>, kind: &str, at: Instant| NewSecurityAlert {
-        device: device.map(did),
-        peer: peer.map(str::to_owned),
-        kind: kind.into(),
-        count: 5,
-        at,
-        detail: format!("{kind} detail"),
-        quarantined: false,
-    };
+    let alert =
+        |device: Option<&str>, peer: Option<&str>, kind: &str, at: Instant| NewSecurityAlert {
+            device: device.map(did),
+            peer: peer.map(str::to_owned),
+            kind: kind.into(),
+            count: 5,
+            at,
+            detail: format!("{kind} detail"),
+            quarantined: false,
+        };
     let first = store
         .record_security_alert(&alert(Some("mon-q"), None, "auth_failures", t(10, 0, 0)))
         .unwrap();
     assert_eq!(
-        (first.count, first.first_seen, first.last_seen, first.status.as_str()),
+        (
+            first.count,
+            first.first_seen,
+            first.last_seen,
+            first.status.as_str()
+        ),
         (5, t(10, 0, 0), t(10, 0, 0), "open")
     );
     // Same kind, device and address while open: the same alert grows.
@@ -3045,13 +3051,23 @@ pub fn quarantine_and_security_alerts(store: &dyn Store) {
     let grown = store.record_security_alert(&again).unwrap();
     assert_eq!(grown.id, first.id);
     assert_eq!(
-        (grown.count, grown.first_seen, grown.last_seen, grown.quarantined),
+        (
+            grown.count,
+            grown.first_seen,
+            grown.last_seen,
+            grown.quarantined
+        ),
         (10, t(10, 0, 0), t(10, 5, 0), true)
     );
     assert_eq!(grown.detail, "newer detail");
     // Another address, another kind, an unregistered device id: separate alerts.
     let by_peer = store
-        .record_security_alert(&alert(None, Some("192.0.2.7"), "auth_failures", t(10, 6, 0)))
+        .record_security_alert(&alert(
+            None,
+            Some("192.0.2.7"),
+            "auth_failures",
+            t(10, 6, 0),
+        ))
         .unwrap();
     let other_kind = store
         .record_security_alert(&alert(Some("mon-q"), None, "topic_violation", t(10, 7, 0)))
@@ -3063,7 +3079,10 @@ pub fn quarantine_and_security_alerts(store: &dyn Store) {
         .iter()
         .map(|a| a.id)
         .collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "distinct, increasing ids: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "distinct, increasing ids: {ids:?}"
+    );
     assert_eq!(by_peer.peer.as_deref(), Some("192.0.2.7"));
 
     let acked = store
@@ -3075,7 +3094,11 @@ pub fn quarantine_and_security_alerts(store: &dyn Store) {
     let twice = store
         .acknowledge_security_alert(first.id, "alex", t(12, 0, 0))
         .unwrap();
-    assert_eq!(twice.acknowledged_by.as_deref(), Some("sam"), "the first acknowledgement stands");
+    assert_eq!(
+        twice.acknowledged_by.as_deref(),
+        Some("sam"),
+        "the first acknowledgement stands"
+    );
     expect_not_found(
         store.acknowledge_security_alert(9_999, "sam", t(12, 0, 0)),
         "acknowledging an unknown alert",
@@ -3094,7 +3117,10 @@ pub fn quarantine_and_security_alerts(store: &dyn Store) {
         })
         .unwrap();
     let listed: Vec<u64> = all.iter().map(|a| a.id).collect();
-    assert_eq!(listed, vec![fresh.id, unknown.id, other_kind.id, by_peer.id, first.id]);
+    assert_eq!(
+        listed,
+        vec![fresh.id, unknown.id, other_kind.id, by_peer.id, first.id]
+    );
     let open = store
         .security_alerts(&SecurityAlertQuery {
             open_only: true,
@@ -3110,7 +3136,10 @@ pub fn quarantine_and_security_alerts(store: &dyn Store) {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(page.iter().map(|a| a.id).collect::<Vec<_>>(), vec![by_peer.id]);
+    assert_eq!(
+        page.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![by_peer.id]
+    );
     assert!(
         store
             .security_alerts(&SecurityAlertQuery::default())

@@ -580,8 +580,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records a crossing of an intrusion threshold: adds to the open alert of the same kind,
     /// device and address (count added, last seen moved forward, detail replaced, quarantined
     /// kept once set) or raises a new one. Returns the alert as stored; durable on return.
-    fn record_security_alert(&self, alert: &NewSecurityAlert)
-    -> Result<SecurityAlert, StoreError>;
+    fn record_security_alert(&self, alert: &NewSecurityAlert) -> Result<SecurityAlert, StoreError>;
     /// Newest (highest id) first.
     fn security_alerts(&self, query: &SecurityAlertQuery)
     -> Result<Vec<SecurityAlert>, StoreError>;

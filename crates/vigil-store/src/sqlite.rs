@@ -40,10 +40,10 @@ use vigil_model::{
 
 use crate::{
     ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceCommand,
-    DeviceQuery, NewSecurityAlert, NewStreamEvent, ObservationQuery, Outcome, PatientQuery, RefusalQuery,
-    RefusedMessage, ScoreRecord, SecretHash, SecurityAlert, SecurityAlertQuery, StepWritten, Store, StoreError, StoreStats,
-    StoredRefusal, StoredTemplate, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
-    WaveformQuery,
+    DeviceQuery, NewSecurityAlert, NewStreamEvent, ObservationQuery, Outcome, PatientQuery,
+    RefusalQuery, RefusedMessage, ScoreRecord, SecretHash, SecurityAlert, SecurityAlertQuery,
+    StepWritten, Store, StoreError, StoreStats, StoredRefusal, StoredTemplate, StreamEvent,
+    Submission, SubmissionOutcome, SurveillanceStep, WaveformQuery,
 };
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
@@ -1127,7 +1127,8 @@ fn security_alert_by_id(tx: &Transaction<'_>, id: i64) -> Result<Option<Security
 }
 
 fn security_alert_from_row(row: &Row<'_>) -> Result<SecurityAlert, Fail> {
-    let time = |us: i64| instant(us).ok_or_else(|| corrupt("a security alert's time is out of range"));
+    let time =
+        |us: i64| instant(us).ok_or_else(|| corrupt("a security alert's time is out of range"));
     let device: Option<String> = row.get(1)?;
     let acknowledged: Option<i64> = row.get(11)?;
     Ok(SecurityAlert {
@@ -2310,12 +2311,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn security_alerts(&self, query: &SecurityAlertQuery) -> Result<Vec<SecurityAlert>, StoreError> {
+    fn security_alerts(
+        &self,
+        query: &SecurityAlertQuery,
+    ) -> Result<Vec<SecurityAlert>, StoreError> {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
         self.read("reading security alerts", |tx| {
-            let mut sql = format!("SELECT {SECURITY_ALERT_COLUMNS} FROM security_alerts WHERE 1 = 1");
+            let mut sql =
+                format!("SELECT {SECURITY_ALERT_COLUMNS} FROM security_alerts WHERE 1 = 1");
             let mut args: Vec<Value> = Vec::new();
             if query.open_only {
                 sql.push_str(" AND status = 'open'");

@@ -148,7 +148,10 @@ impl DefenceSection {
         use vigil_server::guard::RateLimit;
         let mut out = vigil_server::guard::DefenceConfig::default();
         let rate = |r: &RateSection| {
-            RateLimit::per_second(r.requests_per_second, r.burst.unwrap_or(r.requests_per_second))
+            RateLimit::per_second(
+                r.requests_per_second,
+                r.burst.unwrap_or(r.requests_per_second),
+            )
         };
         for (section, limit) in [
             (&self.http_per_client, &mut out.http_per_client),
@@ -176,12 +179,32 @@ impl DefenceSection {
         let i = &self.intrusion;
         let t = &mut out.intrusion;
         for (name, section, threshold) in [
-            ("auth_failures_per_device", &i.auth_failures_per_device, &mut t.auth_failures_per_device),
-            ("auth_failures_per_address", &i.auth_failures_per_address, &mut t.auth_failures_per_address),
-            ("topic_violations", &i.topic_violations, &mut t.topic_violations),
+            (
+                "auth_failures_per_device",
+                &i.auth_failures_per_device,
+                &mut t.auth_failures_per_device,
+            ),
+            (
+                "auth_failures_per_address",
+                &i.auth_failures_per_address,
+                &mut t.auth_failures_per_address,
+            ),
+            (
+                "topic_violations",
+                &i.topic_violations,
+                &mut t.topic_violations,
+            ),
             ("message_flood", &i.message_flood, &mut t.message_flood),
-            ("implausible_values", &i.implausible_values, &mut t.implausible_values),
-            ("foreign_patient", &i.foreign_patient, &mut t.foreign_patient),
+            (
+                "implausible_values",
+                &i.implausible_values,
+                &mut t.implausible_values,
+            ),
+            (
+                "foreign_patient",
+                &i.foreign_patient,
+                &mut t.foreign_patient,
+            ),
             ("many_patients", &i.many_patients, &mut t.many_patients),
         ] {
             if let Some(section) = section {

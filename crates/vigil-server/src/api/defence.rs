@@ -153,9 +153,10 @@ mod tests {
     #[tokio::test]
     async fn every_header_is_added_and_a_handlers_own_is_kept() {
         let mut response = StatusCode::OK.into_response();
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60"),
+        );
         let response = security_headers(response).await;
         for (name, value) in SECURITY_HEADERS {
             let expected = if *name == "cache-control" {

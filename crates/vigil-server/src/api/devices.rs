@@ -72,7 +72,15 @@ pub async fn post_readings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, peer, headers, body, DeviceMessage::Readings).await
+    post_message(
+        state,
+        device_id,
+        peer,
+        headers,
+        body,
+        DeviceMessage::Readings,
+    )
+    .await
 }
 
 /// `POST /api/v1/gateways/{gateway_id}/ble`: the HTTP twin of the MQTT BLE relay topic.

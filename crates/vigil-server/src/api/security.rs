@@ -33,10 +33,12 @@ fn admin_only(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Respons
 /// Store failures: the detail goes to the log, the caller gets a generic answer.
 fn store_problem(e: StoreError) -> Response {
     match e {
-        StoreError::NotFound { what, id } => {
-            Problem::new(StatusCode::NOT_FOUND, "not-found", format!("No {what} {id}."))
-                .into_response()
-        }
+        StoreError::NotFound { what, id } => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("No {what} {id}."),
+        )
+        .into_response(),
         StoreError::AlreadyExists { .. } | StoreError::Conflict(_) => {
             tracing::error!(error = %e, "security store call refused unexpectedly");
             unavailable()
@@ -131,10 +133,8 @@ pub async fn list_alerts(
         limit: q.limit.unwrap_or(100).min(1000),
     };
     match blocking(&state, move |s| s.security_alerts(&query)).await {
-        Ok(alerts) => {
-            Json(json!({ "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>() }))
-                .into_response()
-        }
+        Ok(alerts) => Json(json!({ "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>() }))
+            .into_response(),
         Err(r) => r,
     }
 }
@@ -150,8 +150,12 @@ pub async fn acknowledge(
         Err(r) => return r,
     };
     let Ok(id) = id.parse::<u64>() else {
-        return Problem::new(StatusCode::NOT_FOUND, "not-found", "No such security alert.")
-            .into_response();
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such security alert.",
+        )
+        .into_response();
     };
     let by = caller.0.subject.clone();
     match blocking(&state, move |s| {
