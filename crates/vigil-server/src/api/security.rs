@@ -17,15 +17,19 @@ use super::AppState;
 use super::access::{Caller, Unauthenticated};
 use super::problem::Problem;
 
-fn admin_only(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Response> {
-    let caller = caller.map_err(IntoResponse::into_response)?;
+/// The caller, if an administrator; otherwise the refusal to answer with (boxed: a response is
+/// large and this is the cold path).
+fn admin_only(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Box<Response>> {
+    let caller = caller.map_err(|u| Box::new(u.into_response()))?;
     if !caller.is_admin() {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Only administrators see and handle security alerts.",
-        )
-        .into_response());
+        return Err(Box::new(
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Only administrators see and handle security alerts.",
+            )
+            .into_response(),
+        ));
     }
     Ok(caller)
 }
@@ -105,7 +109,7 @@ pub async fn list_alerts(
     query: Result<Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if let Err(r) = admin_only(caller) {
-        return r;
+        return *r;
     }
     let Ok(Query(q)) = query else {
         return Problem::new(
@@ -147,7 +151,7 @@ pub async fn acknowledge(
 ) -> Response {
     let caller = match admin_only(caller) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(id) = id.parse::<u64>() else {
         return Problem::new(
@@ -178,7 +182,7 @@ pub async fn release(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(r) = admin_only(caller) {
-        return r;
+        return *r;
     }
     let Ok(device) = DeviceId::new(id) else {
         return Problem::new(StatusCode::NOT_FOUND, "not-found", "No such device.").into_response();
