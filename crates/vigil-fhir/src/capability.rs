@@ -304,7 +304,14 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["Patient", "Device", "DeviceMetric", "Observation", "Flag", "Consent"]
+            [
+                "Patient",
+                "Device",
+                "DeviceMetric",
+                "Observation",
+                "Flag",
+                "Consent"
+            ]
         );
         let interactions = |i: usize| -> Vec<String> {
             c["rest"][0]["resource"][i]["interaction"]

@@ -25,13 +25,7 @@ const SYSTEM_PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-Par
 const SYSTEM_RESOURCE_TYPES: &str = "http://hl7.org/fhir/resource-types";
 
 /// The FHIR resource types a consent may share (what Vigil holds about a patient).
-pub const SHAREABLE: &[&str] = &[
-    "Patient",
-    "Observation",
-    "Flag",
-    "Device",
-    "DeviceMetric",
-];
+pub const SHAREABLE: &[&str] = &["Patient", "Observation", "Flag", "Device", "DeviceMetric"];
 
 /// What a Consent sent to Vigil says.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +105,13 @@ fn time(value: &Value, path: &str) -> Result<Instant, FhirError> {
         .ok_or_else(|| invalid(path, value, "a dateTime is a string"))?;
     chrono::DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|_| invalid(path, value, "a dateTime with a time zone, e.g. 2026-01-01T00:00:00Z"))
+        .map_err(|_| {
+            invalid(
+                path,
+                value,
+                "a dateTime with a time zone, e.g. 2026-01-01T00:00:00Z",
+            )
+        })
 }
 
 fn grantee(actor: &Map<String, Value>, path: &str) -> Result<Grantee, FhirError> {
@@ -177,10 +177,20 @@ fn grantee_id(kind: GranteeKind, id: &str, raw: &Value, path: &str) -> Result<Gr
 }
 
 /// Reads a Consent a patient (or their proxy) sends. `url_id` is the id of a PUT's URL.
-pub fn consent_from_fhir(body: &[u8], url_id: Option<&ConsentId>) -> Result<ConsentInput, FhirError> {
+pub fn consent_from_fhir(
+    body: &[u8],
+    url_id: Option<&ConsentId>,
+) -> Result<ConsentInput, FhirError> {
     let map = json_object(body)?;
     check_resource_type(&map, "Consent")?;
-    for refused in ["modifierExtension", "implicitRules", "policy", "verification", "sourceAttachment", "sourceReference"] {
+    for refused in [
+        "modifierExtension",
+        "implicitRules",
+        "policy",
+        "verification",
+        "sourceAttachment",
+        "sourceReference",
+    ] {
         if map.contains_key(refused) {
             return Err(FhirError::UnsupportedElement {
                 path: format!("Consent.{refused}"),
@@ -198,7 +208,12 @@ pub fn consent_from_fhir(body: &[u8], url_id: Option<&ConsentId>) -> Result<Cons
         .transpose()?;
     if let Some(url_id) = url_id {
         match &id {
-            None => return Err(missing("Consent.id", "an update (PUT) must carry the id of its URL")),
+            None => {
+                return Err(missing(
+                    "Consent.id",
+                    "an update (PUT) must carry the id of its URL",
+                ));
+            }
             Some(id) if id != url_id => {
                 return Err(FhirError::IdMismatch {
                     url: url_id.to_string(),
@@ -223,9 +238,10 @@ pub fn consent_from_fhir(body: &[u8], url_id: Option<&ConsentId>) -> Result<Cons
         }
     };
     let scope = map.get("scope").cloned().unwrap_or(Value::Null);
-    let privacy = scope["coding"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["system"] == SYSTEM_SCOPE && c["code"] == "patient-privacy"));
+    let privacy = scope["coding"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["system"] == SYSTEM_SCOPE && c["code"] == "patient-privacy")
+    });
     if !privacy {
         return Err(invalid(
             "Consent.scope",
@@ -244,11 +260,20 @@ pub fn consent_from_fhir(body: &[u8], url_id: Option<&ConsentId>) -> Result<Cons
     let provisions = map
         .get("provision")
         .and_then(Value::as_object)
-        .ok_or_else(|| missing("Consent.provision", "what is permitted, to whom, for how long"))?;
+        .ok_or_else(|| {
+            missing(
+                "Consent.provision",
+                "what is permitted, to whom, for how long",
+            )
+        })?;
     if let Some(kind) = provisions.get("type")
         && kind != "permit"
     {
-        return Err(invalid("Consent.provision.type", kind, "Vigil records permits"));
+        return Err(invalid(
+            "Consent.provision.type",
+            kind,
+            "Vigil records permits",
+        ));
     }
     if provisions.contains_key("provision") {
         return Err(FhirError::UnsupportedElement {
@@ -260,7 +285,12 @@ pub fn consent_from_fhir(body: &[u8], url_id: Option<&ConsentId>) -> Result<Cons
         .get("actor")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
-        .ok_or_else(|| missing("Consent.provision.actor", "the person or organisation granted access"))?;
+        .ok_or_else(|| {
+            missing(
+                "Consent.provision.actor",
+                "the person or organisation granted access",
+            )
+        })?;
     if actors.len() > 1 {
         return Err(FhirError::UnsupportedElement {
             path: "Consent.provision.actor".into(),
@@ -360,7 +390,10 @@ mod tests {
         );
         assert_eq!(input.resource_types, ["Observation"]);
         assert_eq!(input.status, ConsentStatus::Active);
-        assert_eq!(input.start, Some(chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()));
+        assert_eq!(
+            input.start,
+            Some(chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+        );
         let mut org = body();
         org["provision"]["actor"][0]["reference"] =
             json!({"identifier": {"system": SYSTEM_ORGANIZATION, "value": "acme-insurance"}});
@@ -398,21 +431,78 @@ mod tests {
             other => format!("{other:?}"),
         };
         let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
-            (Box::new(|v| v["status"] = json!("proposed")), "Consent.status"),
-            (Box::new(|v| { v.as_object_mut().unwrap().remove("status"); }), "Consent.status"),
-            (Box::new(|v| v["scope"]["coding"][0]["code"] = json!("research")), "Consent.scope"),
-            (Box::new(|v| v["patient"] = json!({"reference": "Group/1"})), "Consent.patient"),
-            (Box::new(|v| { v.as_object_mut().unwrap().remove("provision"); }), "Consent.provision"),
-            (Box::new(|v| v["provision"]["type"] = json!("deny")), "Consent.provision.type"),
-            (Box::new(|v| v["provision"]["actor"] = json!([])), "Consent.provision.actor"),
-            (Box::new(|v| v["provision"]["actor"][0]["reference"] = json!({"reference": "Device/x"})), "Consent.provision.actor[0].reference.reference"),
-            (Box::new(|v| v["provision"]["actor"][0]["reference"] = json!({"reference": "RelatedPerson/a b"})), "Consent.provision.actor[0].reference.reference"),
-            (Box::new(|v| v["provision"]["actor"][0]["reference"] = json!({"identifier": {"system": "urn:other", "value": "x"}})), "Consent.provision.actor[0].reference.identifier.system"),
-            (Box::new(|v| v["provision"]["class"] = json!([{"code": "MedicationRequest"}])), "Consent.provision.class[0]"),
-            (Box::new(|v| v["provision"]["period"]["end"] = json!("2026-10-01T00:00:00Z")), "Consent.provision.period"),
-            (Box::new(|v| v["provision"]["period"]["start"] = json!("yesterday")), "Consent.provision.period.start"),
-            (Box::new(|v| v["provision"]["provision"] = json!([{}])), "Consent.provision.provision"),
-            (Box::new(|v| v["modifierExtension"] = json!([])), "Consent.modifierExtension"),
+            (
+                Box::new(|v| v["status"] = json!("proposed")),
+                "Consent.status",
+            ),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("status");
+                }),
+                "Consent.status",
+            ),
+            (
+                Box::new(|v| v["scope"]["coding"][0]["code"] = json!("research")),
+                "Consent.scope",
+            ),
+            (
+                Box::new(|v| v["patient"] = json!({"reference": "Group/1"})),
+                "Consent.patient",
+            ),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("provision");
+                }),
+                "Consent.provision",
+            ),
+            (
+                Box::new(|v| v["provision"]["type"] = json!("deny")),
+                "Consent.provision.type",
+            ),
+            (
+                Box::new(|v| v["provision"]["actor"] = json!([])),
+                "Consent.provision.actor",
+            ),
+            (
+                Box::new(|v| {
+                    v["provision"]["actor"][0]["reference"] = json!({"reference": "Device/x"})
+                }),
+                "Consent.provision.actor[0].reference.reference",
+            ),
+            (
+                Box::new(|v| {
+                    v["provision"]["actor"][0]["reference"] =
+                        json!({"reference": "RelatedPerson/a b"})
+                }),
+                "Consent.provision.actor[0].reference.reference",
+            ),
+            (
+                Box::new(|v| {
+                    v["provision"]["actor"][0]["reference"] =
+                        json!({"identifier": {"system": "urn:other", "value": "x"}})
+                }),
+                "Consent.provision.actor[0].reference.identifier.system",
+            ),
+            (
+                Box::new(|v| v["provision"]["class"] = json!([{"code": "MedicationRequest"}])),
+                "Consent.provision.class[0]",
+            ),
+            (
+                Box::new(|v| v["provision"]["period"]["end"] = json!("2026-10-01T00:00:00Z")),
+                "Consent.provision.period",
+            ),
+            (
+                Box::new(|v| v["provision"]["period"]["start"] = json!("yesterday")),
+                "Consent.provision.period.start",
+            ),
+            (
+                Box::new(|v| v["provision"]["provision"] = json!([{}])),
+                "Consent.provision.provision",
+            ),
+            (
+                Box::new(|v| v["modifierExtension"] = json!([])),
+                "Consent.modifierExtension",
+            ),
             (Box::new(|v| v["id"] = json!("a/b")), "Consent.id"),
         ];
         for (mutate, want) in cases {
@@ -431,7 +521,10 @@ mod tests {
         let mut other = body();
         other["id"] = json!("c2");
         assert!(matches!(
-            consent_from_fhir(other.to_string().as_bytes(), Some(&ConsentId::new("c1").unwrap())),
+            consent_from_fhir(
+                other.to_string().as_bytes(),
+                Some(&ConsentId::new("c1").unwrap())
+            ),
             Err(FhirError::IdMismatch { .. })
         ));
     }

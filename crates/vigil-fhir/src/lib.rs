@@ -24,8 +24,8 @@
 
 mod bundle;
 mod capability;
-mod consent;
 pub mod common;
+mod consent;
 mod deidentify;
 mod device;
 mod error;

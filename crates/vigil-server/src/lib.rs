@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod guard;
+pub mod intrusion;
 pub mod pipeline;
 pub mod sources;
 pub mod surveillance;
@@ -50,6 +52,8 @@ pub struct ServerConfig {
     pub oidc: Option<auth::oidc::OidcConfig>,
     /// Mark session cookies `Secure` (on whenever Vigil serves TLS).
     pub secure_cookies: bool,
+    /// Rate limits, CORS origins and intrusion detection thresholds (`docs/defence.md`).
+    pub defence: guard::DefenceConfig,
 }
 
 impl ServerConfig {
@@ -70,6 +74,7 @@ impl ServerConfig {
             refusal_retention: chrono::Duration::days(30),
             oidc: None,
             secure_cookies: false,
+            defence: guard::DefenceConfig::default(),
         }
     }
 }
@@ -165,6 +170,9 @@ pub async fn start(
         Some(Box::new(move || notify.notify_committed())),
     )
     .map_err(ServerError::Writer)?;
+    let (intrusion, crossings) = intrusion::Intrusion::new(config.defence.intrusion.clone());
+    let guard = guard::Guard::new(&config.defence, intrusion.clone());
+    let ingest = ingest.with_guard(guard.clone());
 
     let http_listener =
         TcpListener::bind(config.http)
@@ -196,6 +204,19 @@ pub async fn start(
         config: config.mqtt_config.clone(),
         sessions: Sessions::default(),
     });
+    {
+        let sessions = broker.clone();
+        let responders = intrusion::Responders {
+            store: store.clone(),
+            disconnect: Box::new(move |device| sessions.sessions.disconnect_device(device)),
+        };
+        tracker.spawn(intrusion::run(
+            crossings,
+            intrusion,
+            responders,
+            shutdown.clone(),
+        ));
+    }
     let mut mqtt_addr = None;
     if let Some(addr) = config.mqtt {
         let listener = TcpListener::bind(addr)
@@ -229,6 +250,7 @@ pub async fn start(
                     _ = shutdown.cancelled() => break,
                     _ = hourly.tick() => {}
                 }
+                guard.housekeeping();
                 let store = store.clone();
                 let pruned = tokio::task::spawn_blocking(move || {
                     let now = chrono::Utc::now();
@@ -290,13 +312,18 @@ pub async fn start(
         shutdown: shutdown.clone(),
         metrics,
         fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),
+        cors_origins: config.defence.cors_origins.clone(),
     });
     let router = api::app(state);
     let http_shutdown = shutdown.clone();
     tracker.spawn(async move {
-        let served = axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await;
+        // The remote address is what the per-client rate limit counts by.
+        let served = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }

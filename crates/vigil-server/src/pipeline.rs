@@ -61,6 +61,7 @@ pub struct Ingest {
     tx: mpsc::Sender<Job>,
     refusals: RefusalLog,
     templates: Templates,
+    guard: crate::guard::Guard,
 }
 
 /// The newest version of each vendor mapping template, parsed once: read from the store on first
@@ -197,11 +198,23 @@ impl Ingest {
                 tx,
                 refusals,
                 templates,
+                guard: crate::guard::Guard::disabled(),
             },
             IngestWriter {
                 thread: Some(thread),
             },
         ))
+    }
+
+    /// Gives the sources this guard (rate limits, intrusion signals) instead of none.
+    pub fn with_guard(mut self, guard: crate::guard::Guard) -> Ingest {
+        self.guard = guard;
+        self
+    }
+
+    /// The rate limits and the intrusion detector every source reports to.
+    pub fn guard(&self) -> &crate::guard::Guard {
+        &self.guard
     }
 
     /// Queues a submission and waits until it is durably committed (or failed).
@@ -216,6 +229,15 @@ impl Ingest {
         &self,
         submissions: Vec<Submission>,
     ) -> Result<Vec<SubmissionOutcome>, IngestError> {
+        // A message that names its patient (HL7 PID-3, a FHIR subject) is checked against the
+        // device's binding by the intrusion detector, off this path.
+        for s in &submissions {
+            if let (Some(patient), Some(first)) = (&s.patient, s.readings.first()) {
+                self.guard
+                    .intrusion()
+                    .check_named_patient(&s.device, patient, first.effective);
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job { submissions, reply })
@@ -612,6 +634,22 @@ pub async fn ingest_device_message(
             return Err(refusal.into());
         }
     };
+    let implausible = decoded
+        .rejected
+        .iter()
+        .filter(|r| r.reason.kind() == "implausible_value")
+        .count()
+        + template_rejections
+            .iter()
+            .filter(|r| r.kind == "implausible_value")
+            .count();
+    if implausible > 0 {
+        ingest.guard().intrusion().signal(
+            crate::intrusion::SignalKind::ImplausibleValues,
+            crate::intrusion::Subject::Device(sender.clone()),
+            u32::try_from(implausible).unwrap_or(u32::MAX),
+        );
+    }
     let mut rejected: Vec<Rejection> = decoded
         .rejected
         .iter()

@@ -17,6 +17,11 @@ pub const COMMIT_FAILURES: &str = "vigil_store_commit_failures_total";
 pub const DEVICES_CONNECTED: &str = "vigil_mqtt_devices_connected";
 pub const MQTT_REFUSED: &str = "vigil_mqtt_refused_total";
 pub const HTTP_AUTH_REFUSED: &str = "vigil_http_auth_refused_total";
+pub const RATE_LIMITED: &str = "vigil_rate_limited_total";
+pub const INTRUSION_SIGNALS: &str = "vigil_intrusion_signals_total";
+pub const SECURITY_ALERTS: &str = "vigil_security_alerts_total";
+pub const INTRUSION_DROPPED: &str = "vigil_intrusion_alerts_dropped_total";
+pub const INTRUSION_UNTRACKED: &str = "vigil_intrusion_untracked_total";
 
 /// Installs the global recorder once and returns the handle `/metrics` renders from.
 pub fn install() -> PrometheusHandle {
@@ -86,6 +91,26 @@ fn describe() {
         HTTP_AUTH_REFUSED,
         "HTTP requests refused for missing or bad credentials, by reason."
     );
+    metrics::describe_counter!(
+        RATE_LIMITED,
+        "Requests and publishes held back by a rate limit, by limit (http_client, http_device, mqtt_device)."
+    );
+    metrics::describe_counter!(
+        INTRUSION_SIGNALS,
+        "Intrusion detection signals (refused sign-ins, topic violations, …), by kind."
+    );
+    metrics::describe_counter!(
+        SECURITY_ALERTS,
+        "Security alerts raised (an intrusion threshold crossed), by kind."
+    );
+    metrics::describe_counter!(
+        INTRUSION_DROPPED,
+        "Threshold crossings not recorded because the alert queue was full."
+    );
+    metrics::describe_counter!(
+        INTRUSION_UNTRACKED,
+        "Intrusion signals not tracked because the detector already tracks its maximum of subjects."
+    );
 }
 
 pub fn record_commit(elapsed: Duration, submissions: usize, items: usize) {
@@ -133,4 +158,24 @@ pub fn devices_connected(delta: f64) {
 /// A refused message could not be queued for the refusal log (the queue was full).
 pub fn refusal_not_logged() {
     counter!(REFUSALS_NOT_LOGGED).increment(1);
+}
+
+pub fn rate_limited(limit: &'static str) {
+    counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}
+
+pub fn intrusion_signal(kind: &'static str, n: u32) {
+    counter!(INTRUSION_SIGNALS, "kind" => kind).increment(u64::from(n));
+}
+
+pub fn security_alert(kind: &'static str) {
+    counter!(SECURITY_ALERTS, "kind" => kind).increment(1);
+}
+
+pub fn intrusion_alert_dropped() {
+    counter!(INTRUSION_DROPPED).increment(1);
+}
+
+pub fn intrusion_untracked() {
+    counter!(INTRUSION_UNTRACKED).increment(1);
 }

@@ -242,7 +242,10 @@ impl Store for FlakyStore {
     fn create_user(&self, user: &vigil_store::UserAccount) -> Result<(), StoreError> {
         self.inner.create_user(user)
     }
-    fn user(&self, id: &vigil_model::UserId) -> Result<Option<vigil_store::UserAccount>, StoreError> {
+    fn user(
+        &self,
+        id: &vigil_model::UserId,
+    ) -> Result<Option<vigil_store::UserAccount>, StoreError> {
         self.inner.user(id)
     }
     fn users(&self) -> Result<Vec<vigil_store::UserAccount>, StoreError> {
@@ -259,7 +262,11 @@ impl Store for FlakyStore {
     ) -> Result<(), StoreError> {
         self.inner.set_login_state(id, failed, until)
     }
-    fn set_user_disabled(&self, id: &vigil_model::UserId, disabled: bool) -> Result<(), StoreError> {
+    fn set_user_disabled(
+        &self,
+        id: &vigil_model::UserId,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
         self.inner.set_user_disabled(id, disabled)
     }
     fn create_session(&self, s: &vigil_store::SessionRecord) -> Result<(), StoreError> {
@@ -298,7 +305,10 @@ impl Store for FlakyStore {
     fn put_consent(&self, c: &vigil_model::Consent) -> Result<(), StoreError> {
         self.inner.put_consent(c)
     }
-    fn consent(&self, id: &vigil_model::ConsentId) -> Result<Option<vigil_model::Consent>, StoreError> {
+    fn consent(
+        &self,
+        id: &vigil_model::ConsentId,
+    ) -> Result<Option<vigil_model::Consent>, StoreError> {
         self.inner.consent(id)
     }
     fn consents_of(&self, p: &PatientId) -> Result<Vec<vigil_model::Consent>, StoreError> {
@@ -310,6 +320,36 @@ impl Store for FlakyStore {
         org: Option<&str>,
     ) -> Result<Vec<vigil_model::Consent>, StoreError> {
         self.inner.consents_granted_to(person, org)
+    }
+    fn set_device_quarantine(
+        &self,
+        id: &DeviceId,
+        at: Option<vigil_model::Instant>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_device_quarantine(id, at)
+    }
+    fn device_quarantine(&self, id: &DeviceId) -> Result<Option<vigil_model::Instant>, StoreError> {
+        self.inner.device_quarantine(id)
+    }
+    fn record_security_alert(
+        &self,
+        alert: &vigil_store::NewSecurityAlert,
+    ) -> Result<vigil_store::SecurityAlert, StoreError> {
+        self.inner.record_security_alert(alert)
+    }
+    fn security_alerts(
+        &self,
+        query: &vigil_store::SecurityAlertQuery,
+    ) -> Result<Vec<vigil_store::SecurityAlert>, StoreError> {
+        self.inner.security_alerts(query)
+    }
+    fn acknowledge_security_alert(
+        &self,
+        id: u64,
+        by: &str,
+        at: vigil_model::Instant,
+    ) -> Result<vigil_store::SecurityAlert, StoreError> {
+        self.inner.acknowledge_security_alert(id, by, at)
     }
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
         self.inner.patient_settings(patient)

@@ -68,6 +68,7 @@ impl Api {
             secure_cookies: false,
             pseudonyms: vigil_server::auth::Pseudonyms::load_or_create(dir.path()).unwrap(),
             access_generation: Default::default(),
+            cors_origins: Vec::new(),
         });
         // The clinician these tests sign in as works at the central station: every patient.
         store

@@ -15,15 +15,13 @@ use vigil_model::{
 };
 
 use crate::{
-    CareReach, SessionRecord, UserAccount,
+    AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewSecurityAlert,
+    NewStreamEvent, ObservationQuery, Outcome, PatientQuery, SecretHash, SecurityAlertQuery, Store,
+    StoreError, StoreStats, StreamEvent, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
 };
+use crate::{CareReach, SessionRecord, UserAccount};
 use vigil_model::{
     CareTeam, CareTeamId, Consent, ConsentId, ConsentStatus, Grantee, GranteeKind, UserId,
-};
-use crate::{
-    AlarmEventRecord, AlarmQuery, AlarmRecord, Cursor, DeviceQuery, NewStreamEvent,
-    ObservationQuery, Outcome, PatientQuery, SecretHash, Store, StoreError, StoreStats,
-    StreamEvent, Submission, SubmissionOutcome, TimeBound, WaveformQuery,
 };
 
 /// One behaviour: a function that checks it on a fresh store, panicking on a deviation.
@@ -113,10 +111,17 @@ pub const ALL: &[(&str, Check)] = &[
         "care_teams_reach_named_and_ward_patients",
         care_teams_reach_named_and_ward_patients,
     ),
-    ("consents_round_trip_and_revoke", consents_round_trip_and_revoke),
+    (
+        "consents_round_trip_and_revoke",
+        consents_round_trip_and_revoke,
+    ),
     (
         "searches_are_restricted_within_patients",
         searches_are_restricted_within_patients,
+    ),
+    (
+        "quarantine_and_security_alerts",
+        quarantine_and_security_alerts,
     ),
 ];
 
@@ -3053,18 +3058,30 @@ pub fn accounts_and_lockout_state(store: &dyn Store) {
     assert_eq!(store.user(&uid("nurse.ana")).unwrap(), Some(nurse.clone()));
     assert_eq!(store.user(&uid("p1-login")).unwrap(), Some(own.clone()));
     assert_eq!(store.user(&uid("nobody")).unwrap(), None);
-    let ids: Vec<String> = store.users().unwrap().iter().map(|u| u.id.to_string()).collect();
+    let ids: Vec<String> = store
+        .users()
+        .unwrap()
+        .iter()
+        .map(|u| u.id.to_string())
+        .collect();
     assert_eq!(ids, ["nurse.ana", "p1-login"]);
 
     store
         .set_login_state(&nurse.id, 3, Some(t(9, 0, 0)))
         .expect("record failures");
     let read = store.user(&nurse.id).unwrap().unwrap();
-    assert_eq!((read.failed_logins, read.locked_until), (3, Some(t(9, 0, 0))));
+    assert_eq!(
+        (read.failed_logins, read.locked_until),
+        (3, Some(t(9, 0, 0)))
+    );
     store.set_password(&nurse.id, "new-hash").expect("reset");
     let read = store.user(&nurse.id).unwrap().unwrap();
     assert_eq!(read.password_hash.as_deref(), Some("new-hash"));
-    assert_eq!((read.failed_logins, read.locked_until), (0, None), "a reset unlocks");
+    assert_eq!(
+        (read.failed_logins, read.locked_until),
+        (0, None),
+        "a reset unlocks"
+    );
     store.set_user_disabled(&nurse.id, true).expect("disable");
     assert!(store.user(&nurse.id).unwrap().unwrap().disabled);
     assert!(matches!(
@@ -3078,8 +3095,12 @@ pub fn accounts_and_lockout_state(store: &dyn Store) {
 }
 
 pub fn sessions_lifecycle(store: &dyn Store) {
-    store.create_user(&account("ana", "clinician", None)).unwrap();
-    store.create_user(&account("ben", "clinician", None)).unwrap();
+    store
+        .create_user(&account("ana", "clinician", None))
+        .unwrap();
+    store
+        .create_user(&account("ben", "clinician", None))
+        .unwrap();
     let session = |n: u8, user: &str, expires: Instant| SessionRecord {
         token_hash: [n; 32],
         user: uid(user),
@@ -3090,8 +3111,12 @@ pub fn sessions_lifecycle(store: &dyn Store) {
     };
     let a1 = session(1, "ana", t(20, 0, 0));
     store.create_session(&a1).unwrap();
-    store.create_session(&session(2, "ana", t(9, 0, 0))).unwrap();
-    store.create_session(&session(3, "ben", t(20, 0, 0))).unwrap();
+    store
+        .create_session(&session(2, "ana", t(9, 0, 0)))
+        .unwrap();
+    store
+        .create_session(&session(3, "ben", t(20, 0, 0)))
+        .unwrap();
     assert!(matches!(
         store.create_session(&session(4, "nobody", t(20, 0, 0))),
         Err(StoreError::NotFound { .. })
@@ -3109,7 +3134,9 @@ pub fn sessions_lifecycle(store: &dyn Store) {
     assert_eq!(store.session(&[2; 32]).unwrap(), None);
     store.end_session(&[3; 32]).unwrap();
     assert_eq!(store.session(&[3; 32]).unwrap(), None);
-    store.create_session(&session(5, "ana", t(20, 0, 0))).unwrap();
+    store
+        .create_session(&session(5, "ana", t(20, 0, 0)))
+        .unwrap();
     assert_eq!(store.end_sessions_of(&uid("ana")).unwrap(), 2);
     assert_eq!(store.session(&[1; 32]).unwrap(), None);
 }
@@ -3121,7 +3148,10 @@ pub fn care_teams_reach_named_and_ward_patients(store: &dyn Store) {
     store.set_patient_ward(&pid("p2"), Some("4B")).unwrap();
     store.set_patient_ward(&pid("p3"), Some("4B")).unwrap();
     store.set_patient_ward(&pid("p4"), Some("ICU")).unwrap();
-    assert_eq!(store.patient_ward(&pid("p2")).unwrap().as_deref(), Some("4B"));
+    assert_eq!(
+        store.patient_ward(&pid("p2")).unwrap().as_deref(),
+        Some("4B")
+    );
     assert!(matches!(
         store.set_patient_ward(&pid("nobody"), Some("4B")),
         Err(StoreError::NotFound { .. })
@@ -3158,7 +3188,10 @@ pub fn care_teams_reach_named_and_ward_patients(store: &dyn Store) {
     };
     store.put_care_team(&replaced).unwrap();
     assert_eq!(store.care_reach(&uid("ana")).unwrap(), CareReach::default());
-    assert_eq!(store.care_reach(&uid("ben")).unwrap().patients, vec![pid("p2")]);
+    assert_eq!(
+        store.care_reach(&uid("ben")).unwrap().patients,
+        vec![pid("p2")]
+    );
     let station = CareTeam {
         id: CareTeamId::new("central").unwrap(),
         name: "Central monitoring".into(),
@@ -3210,7 +3243,10 @@ pub fn consents_round_trip_and_revoke(store: &dyn Store) {
     };
     store.put_consent(&insurer).unwrap();
     assert_eq!(store.consent(&consent.id).unwrap(), Some(consent.clone()));
-    assert_eq!(store.consents_of(&pid("p1")).unwrap(), vec![consent.clone()]);
+    assert_eq!(
+        store.consents_of(&pid("p1")).unwrap(),
+        vec![consent.clone()]
+    );
     assert_eq!(
         store.consents_granted_to(&uid("daughter"), None).unwrap(),
         vec![consent.clone()]
@@ -3262,7 +3298,10 @@ pub fn searches_are_restricted_within_patients(store: &dyn Store) {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(patients.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), [p1.clone()]);
+    assert_eq!(
+        patients.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        [p1.clone()]
+    );
     let devices = store
         .search_devices(&DeviceQuery {
             within: only.clone(),
@@ -3270,7 +3309,10 @@ pub fn searches_are_restricted_within_patients(store: &dyn Store) {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(devices.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), [d1]);
+    assert_eq!(
+        devices.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        [d1]
+    );
     let observations = store
         .search_observations(&ObservationQuery {
             within: only.clone(),
@@ -3300,7 +3342,10 @@ pub fn searches_are_restricted_within_patients(store: &dyn Store) {
         store,
         &[
             change(alarm_record(1, Some(&p1), "active", t(9, 0, 0)), "raised"),
-            change(alarm_record(2, Some(&pid("p2")), "active", t(9, 0, 0)), "raised"),
+            change(
+                alarm_record(2, Some(&pid("p2")), "active", t(9, 0, 0)),
+                "raised",
+            ),
         ],
     );
     let alarms = store
@@ -3311,4 +3356,153 @@ pub fn searches_are_restricted_within_patients(store: &dyn Store) {
         })
         .unwrap();
     assert_eq!(alarms.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
+}
+
+/// A device is quarantined and released without touching its secret; security alerts add up
+/// while open, start afresh once acknowledged, and are listed newest first.
+pub fn quarantine_and_security_alerts(store: &dyn Store) {
+    let device = add_device(store, "mon-q");
+    assert_eq!(store.device_quarantine(&device).unwrap(), None);
+    assert_eq!(store.device_quarantine(&did("nobody")).unwrap(), None);
+    store
+        .set_device_quarantine(&device, Some(t(10, 0, 0)))
+        .unwrap();
+    assert_eq!(store.device_quarantine(&device).unwrap(), Some(t(10, 0, 0)));
+    assert_eq!(
+        store.device_secret(&device).unwrap(),
+        Some(secret(1)),
+        "quarantine keeps the secret"
+    );
+    store.set_device_quarantine(&device, None).unwrap();
+    assert_eq!(store.device_quarantine(&device).unwrap(), None);
+    expect_not_found(
+        store.set_device_quarantine(&did("nobody"), Some(t(10, 0, 0))),
+        "quarantining an unknown device",
+    );
+
+    let alert =
+        |device: Option<&str>, peer: Option<&str>, kind: &str, at: Instant| NewSecurityAlert {
+            device: device.map(did),
+            peer: peer.map(str::to_owned),
+            kind: kind.into(),
+            count: 5,
+            at,
+            detail: format!("{kind} detail"),
+            quarantined: false,
+        };
+    let first = store
+        .record_security_alert(&alert(Some("mon-q"), None, "auth_failures", t(10, 0, 0)))
+        .unwrap();
+    assert_eq!(
+        (
+            first.count,
+            first.first_seen,
+            first.last_seen,
+            first.status.as_str()
+        ),
+        (5, t(10, 0, 0), t(10, 0, 0), "open")
+    );
+    // Same kind, device and address while open: the same alert grows.
+    let mut again = alert(Some("mon-q"), None, "auth_failures", t(10, 5, 0));
+    again.quarantined = true;
+    again.detail = "newer detail".into();
+    let grown = store.record_security_alert(&again).unwrap();
+    assert_eq!(grown.id, first.id);
+    assert_eq!(
+        (
+            grown.count,
+            grown.first_seen,
+            grown.last_seen,
+            grown.quarantined
+        ),
+        (10, t(10, 0, 0), t(10, 5, 0), true)
+    );
+    assert_eq!(grown.detail, "newer detail");
+    // Another address, another kind, an unregistered device id: separate alerts.
+    let by_peer = store
+        .record_security_alert(&alert(
+            None,
+            Some("192.0.2.7"),
+            "auth_failures",
+            t(10, 6, 0),
+        ))
+        .unwrap();
+    let other_kind = store
+        .record_security_alert(&alert(Some("mon-q"), None, "topic_violation", t(10, 7, 0)))
+        .unwrap();
+    let unknown = store
+        .record_security_alert(&alert(Some("ghost"), None, "auth_failures", t(10, 8, 0)))
+        .unwrap();
+    let ids: Vec<u64> = [&first, &by_peer, &other_kind, &unknown]
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "distinct, increasing ids: {ids:?}"
+    );
+    assert_eq!(by_peer.peer.as_deref(), Some("192.0.2.7"));
+
+    let acked = store
+        .acknowledge_security_alert(first.id, "sam", t(11, 0, 0))
+        .unwrap();
+    assert_eq!(acked.status, "acknowledged");
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("sam"));
+    assert_eq!(acked.acknowledged_at, Some(t(11, 0, 0)));
+    let twice = store
+        .acknowledge_security_alert(first.id, "alex", t(12, 0, 0))
+        .unwrap();
+    assert_eq!(
+        twice.acknowledged_by.as_deref(),
+        Some("sam"),
+        "the first acknowledgement stands"
+    );
+    expect_not_found(
+        store.acknowledge_security_alert(9_999, "sam", t(12, 0, 0)),
+        "acknowledging an unknown alert",
+    );
+    // Once acknowledged, the next crossing raises a new alert.
+    let fresh = store
+        .record_security_alert(&alert(Some("mon-q"), None, "auth_failures", t(12, 0, 0)))
+        .unwrap();
+    assert_ne!(fresh.id, first.id);
+    assert_eq!(fresh.count, 5);
+
+    let all = store
+        .security_alerts(&SecurityAlertQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let listed: Vec<u64> = all.iter().map(|a| a.id).collect();
+    assert_eq!(
+        listed,
+        vec![fresh.id, unknown.id, other_kind.id, by_peer.id, first.id]
+    );
+    let open = store
+        .security_alerts(&SecurityAlertQuery {
+            open_only: true,
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(open.iter().all(|a| a.status == "open") && open.len() == 4);
+    let page = store
+        .security_alerts(&SecurityAlertQuery {
+            before: Some(other_kind.id),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![by_peer.id]
+    );
+    assert!(
+        store
+            .security_alerts(&SecurityAlertQuery::default())
+            .unwrap()
+            .is_empty(),
+        "limit 0 returns nothing"
+    );
 }

@@ -387,6 +387,54 @@ pub struct CareReach {
     pub patients: Vec<PatientId>,
 }
 
+/// What a security alert is about: the device or the network address whose behaviour crossed an
+/// intrusion threshold. Never a patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSecurityAlert {
+    /// The device id concerned (also an id that is not registered: someone guessing ids).
+    pub device: Option<DeviceId>,
+    /// The remote address concerned (repeated failures from one address), as text.
+    pub peer: Option<String>,
+    /// Stable kind, e.g. `auth_failures`, `topic_violation`, `message_flood`.
+    pub kind: String,
+    /// How many signals this crossing stands for.
+    pub count: u64,
+    pub at: Instant,
+    /// What happened in words, without patient data (no patient ids, names or values).
+    pub detail: String,
+    /// The device was quarantined because of it.
+    pub quarantined: bool,
+}
+
+/// A stored security alert. While it is `open`, a new crossing of the same kind for the same device
+/// and address adds to it (count, last seen) instead of raising another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityAlert {
+    pub id: u64,
+    pub device: Option<DeviceId>,
+    pub peer: Option<String>,
+    pub kind: String,
+    pub count: u64,
+    pub first_seen: Instant,
+    pub last_seen: Instant,
+    pub detail: String,
+    pub quarantined: bool,
+    /// `open` or `acknowledged`.
+    pub status: String,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<Instant>,
+}
+
+/// Security alert search, newest (highest id) first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecurityAlertQuery {
+    /// Only alerts not yet acknowledged.
+    pub open_only: bool,
+    /// Alerts with id < this (paging).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Adds a patient; `AlreadyExists` if the id (or the MRN) is taken.
     fn create_patient(&self, patient: &Patient) -> Result<(), StoreError>;
@@ -624,6 +672,27 @@ pub trait Store: Send + Sync + 'static {
         person: &UserId,
         organization: Option<&str>,
     ) -> Result<Vec<Consent>, StoreError>;
+    /// Quarantines a device from `at` (`Some`) or releases it (`None`). A quarantined device is
+    /// refused at sign-in until released; its secret is kept. `NotFound` if no such device.
+    fn set_device_quarantine(&self, id: &DeviceId, at: Option<Instant>) -> Result<(), StoreError>;
+    /// Since when the device is quarantined; `None` when it is not (or does not exist).
+    fn device_quarantine(&self, id: &DeviceId) -> Result<Option<Instant>, StoreError>;
+
+    /// Records a crossing of an intrusion threshold: adds to the open alert of the same kind,
+    /// device and address (count added, last seen moved forward, detail replaced, quarantined
+    /// kept once set) or raises a new one. Returns the alert as stored; durable on return.
+    fn record_security_alert(&self, alert: &NewSecurityAlert) -> Result<SecurityAlert, StoreError>;
+    /// Newest (highest id) first.
+    fn security_alerts(&self, query: &SecurityAlertQuery)
+    -> Result<Vec<SecurityAlert>, StoreError>;
+    /// Marks an alert acknowledged by `by` at `at`; acknowledging it again changes nothing (the
+    /// first acknowledgement stands). `NotFound` if there is no such alert.
+    fn acknowledge_security_alert(
+        &self,
+        id: u64,
+        by: &str,
+        at: Instant,
+    ) -> Result<SecurityAlert, StoreError>;
 
     fn patient_settings(&self, patient: &PatientId) -> Result<Option<String>, StoreError>;
     /// Replaces the patient's surveillance settings; durable on return. `NotFound` if there is no

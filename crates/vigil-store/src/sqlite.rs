@@ -41,16 +41,16 @@ use vigil_model::{
 
 use crate::{
     ALARM_PRIORITIES, ALARM_STATES, AlarmEventRecord, AlarmQuery, AlarmRecord, DeviceCommand,
-    DeviceQuery, NewStreamEvent, ObservationQuery, Outcome, PatientQuery, RefusalQuery,
-    RefusedMessage, ScoreRecord, SecretHash, StepWritten, Store, StoreError, StoreStats,
-    StoredRefusal, StoredTemplate, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
-    WaveformQuery,
+    DeviceQuery, NewSecurityAlert, NewStreamEvent, ObservationQuery, Outcome, PatientQuery,
+    RefusalQuery, RefusedMessage, ScoreRecord, SecretHash, SecurityAlert, SecurityAlertQuery,
+    StepWritten, Store, StoreError, StoreStats, StoredRefusal, StoredTemplate, StreamEvent,
+    Submission, SubmissionOutcome, SurveillanceStep, WaveformQuery,
 };
 use crate::{CareReach, SessionRecord, UserAccount};
-use vigil_model::{CareTeam, Consent, ConsentId, UserId};
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
 };
+use vigil_model::{CareTeam, Consent, ConsentId, UserId};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vigil.db";
@@ -1131,6 +1131,41 @@ fn id_value(id: u64, what: &str) -> Result<i64, Fail> {
 }
 
 /// A stored id or sequence number; negative ones are not ours.
+const SECURITY_ALERT_COLUMNS: &str = "id, device, peer, kind, count, first_seen_us, last_seen_us, \
+     detail, quarantined, status, acknowledged_by, acknowledged_us";
+
+fn security_alert_by_id(tx: &Transaction<'_>, id: i64) -> Result<Option<SecurityAlert>, Fail> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {SECURITY_ALERT_COLUMNS} FROM security_alerts WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query([id])?;
+    rows.next()?.map(security_alert_from_row).transpose()
+}
+
+fn security_alert_from_row(row: &Row<'_>) -> Result<SecurityAlert, Fail> {
+    let time =
+        |us: i64| instant(us).ok_or_else(|| corrupt("a security alert's time is out of range"));
+    let device: Option<String> = row.get(1)?;
+    let acknowledged: Option<i64> = row.get(11)?;
+    Ok(SecurityAlert {
+        id: stored_u64(row.get(0)?, "security alert id")?,
+        device: device
+            .map(DeviceId::new)
+            .transpose()
+            .map_err(|_| corrupt("a security alert's device id is invalid"))?,
+        peer: row.get(2)?,
+        kind: row.get(3)?,
+        count: stored_u64(row.get(4)?, "security alert count")?,
+        first_seen: time(row.get(5)?)?,
+        last_seen: time(row.get(6)?)?,
+        detail: row.get(7)?,
+        quarantined: row.get(8)?,
+        status: row.get(9)?,
+        acknowledged_by: row.get(10)?,
+        acknowledged_at: acknowledged.map(time).transpose()?,
+    })
+}
+
 fn stored_u64(n: i64, what: &str) -> Result<u64, Fail> {
     u64::try_from(n).map_err(|_| corrupt(format!("a stored {what} is negative")))
 }
@@ -2227,6 +2262,140 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_device_quarantine(
+        &self,
+        id: &DeviceId,
+        at: Option<vigil_model::Instant>,
+    ) -> Result<(), StoreError> {
+        self.write("quarantining or releasing a device", |tx, _| {
+            let changed = tx
+                .prepare_cached("UPDATE devices SET quarantined_us = ?2 WHERE id = ?1")?
+                .execute(params![id.as_str(), at.map(micros)])?;
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    what: "device",
+                    id: id.to_string(),
+                }
+                .into());
+            }
+            Ok(())
+        })
+    }
+
+    fn device_quarantine(&self, id: &DeviceId) -> Result<Option<vigil_model::Instant>, StoreError> {
+        self.read("reading a device's quarantine", |tx| {
+            let at: Option<Option<i64>> = tx
+                .prepare_cached("SELECT quarantined_us FROM devices WHERE id = ?1")?
+                .query_row([id.as_str()], |r| r.get(0))
+                .optional()?;
+            at.flatten()
+                .map(|us| instant(us).ok_or_else(|| corrupt("a quarantine time is out of range")))
+                .transpose()
+        })
+    }
+
+    fn record_security_alert(&self, alert: &NewSecurityAlert) -> Result<SecurityAlert, StoreError> {
+        let count = i64::try_from(alert.count)
+            .map_err(|_| StoreError::Conflict("a security alert's count exceeds i64".into()))?;
+        self.write("recording a security alert", |tx, _| {
+            let device = alert.device.as_ref().map(|d| d.as_str());
+            let open: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM security_alerts WHERE status = 'open' AND kind = ?1 \
+                     AND device IS ?2 AND peer IS ?3 ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(params![alert.kind, device, alert.peer], |r| r.get(0))
+                .optional()?;
+            let id = match open {
+                Some(id) => {
+                    tx.prepare_cached(
+                        "UPDATE security_alerts SET count = count + ?2, \
+                         last_seen_us = max(last_seen_us, ?3), detail = ?4, \
+                         quarantined = max(quarantined, ?5) WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        count,
+                        micros(alert.at),
+                        alert.detail,
+                        alert.quarantined
+                    ])?;
+                    id
+                }
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO security_alerts (device, peer, kind, count, first_seen_us, \
+                         last_seen_us, detail, quarantined, status) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 'open')",
+                    )?
+                    .execute(params![
+                        device,
+                        alert.peer,
+                        alert.kind,
+                        count,
+                        micros(alert.at),
+                        alert.detail,
+                        alert.quarantined
+                    ])?;
+                    tx.last_insert_rowid()
+                }
+            };
+            security_alert_by_id(tx, id)?
+                .ok_or_else(|| corrupt("a security alert vanished inside its transaction"))
+        })
+    }
+
+    fn security_alerts(
+        &self,
+        query: &SecurityAlertQuery,
+    ) -> Result<Vec<SecurityAlert>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read("reading security alerts", |tx| {
+            let mut sql =
+                format!("SELECT {SECURITY_ALERT_COLUMNS} FROM security_alerts WHERE 1 = 1");
+            let mut args: Vec<Value> = Vec::new();
+            if query.open_only {
+                sql.push_str(" AND status = 'open'");
+            }
+            if let Some(before) = query.before {
+                sql.push_str(" AND id < ?");
+                args.push(Value::Integer(i64::try_from(before).unwrap_or(i64::MAX)));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(Value::Integer(limit_value(query.limit)));
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(security_alert_from_row(row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn acknowledge_security_alert(
+        &self,
+        id: u64,
+        by: &str,
+        at: vigil_model::Instant,
+    ) -> Result<SecurityAlert, StoreError> {
+        let not_found = || StoreError::NotFound {
+            what: "security alert",
+            id: id.to_string(),
+        };
+        let key = i64::try_from(id).map_err(|_| not_found())?;
+        self.write("acknowledging a security alert", |tx, _| {
+            tx.prepare_cached(
+                "UPDATE security_alerts SET status = 'acknowledged', acknowledged_by = ?2, \
+                 acknowledged_us = ?3 WHERE id = ?1 AND status = 'open'",
+            )?
+            .execute(params![key, by, micros(at)])?;
+            security_alert_by_id(tx, key)?.ok_or_else(|| not_found().into())
+        })
+    }
+
     fn queue_command(
         &self,
         device: &DeviceId,
@@ -2406,7 +2575,9 @@ impl Store for SqliteStore {
         self.read("listing accounts", people::users)
     }
     fn set_password(&self, id: &UserId, hash: &str) -> Result<(), StoreError> {
-        self.write("setting a password", |tx, _| people::set_password(tx, id, hash))
+        self.write("setting a password", |tx, _| {
+            people::set_password(tx, id, hash)
+        })
     }
     fn set_login_state(
         &self,
@@ -2424,7 +2595,9 @@ impl Store for SqliteStore {
         })
     }
     fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        self.write("starting a session", |tx, _| people::create_session(tx, session))
+        self.write("starting a session", |tx, _| {
+            people::create_session(tx, session)
+        })
     }
     fn session(&self, token_hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError> {
         self.read("reading a session", |tx| people::session(tx, token_hash))
@@ -2439,7 +2612,9 @@ impl Store for SqliteStore {
         })
     }
     fn end_session(&self, token_hash: &SecretHash) -> Result<(), StoreError> {
-        self.write("ending a session", |tx, _| people::end_session(tx, token_hash))
+        self.write("ending a session", |tx, _| {
+            people::end_session(tx, token_hash)
+        })
     }
     fn end_sessions_of(&self, user: &UserId) -> Result<u64, StoreError> {
         self.write("ending an account's sessions", |tx, _| {
@@ -2452,7 +2627,9 @@ impl Store for SqliteStore {
         })
     }
     fn put_care_team(&self, team: &CareTeam) -> Result<(), StoreError> {
-        self.write("saving a care team", |tx, _| people::put_care_team(tx, team))
+        self.write("saving a care team", |tx, _| {
+            people::put_care_team(tx, team)
+        })
     }
     fn care_teams(&self) -> Result<Vec<CareTeam>, StoreError> {
         self.read("listing care teams", people::care_teams)
@@ -2463,7 +2640,9 @@ impl Store for SqliteStore {
         })
     }
     fn patient_ward(&self, patient: &PatientId) -> Result<Option<String>, StoreError> {
-        self.read("reading a patient's ward", |tx| people::patient_ward(tx, patient))
+        self.read("reading a patient's ward", |tx| {
+            people::patient_ward(tx, patient)
+        })
     }
     fn care_reach(&self, user: &UserId) -> Result<CareReach, StoreError> {
         self.read("reading a clinician's care teams", |tx| {
@@ -2471,7 +2650,9 @@ impl Store for SqliteStore {
         })
     }
     fn put_consent(&self, consent: &Consent) -> Result<(), StoreError> {
-        self.write("recording a consent", |tx, _| people::put_consent(tx, consent))
+        self.write("recording a consent", |tx, _| {
+            people::put_consent(tx, consent)
+        })
     }
     fn consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError> {
         self.read("reading a consent", |tx| people::consent(tx, id))

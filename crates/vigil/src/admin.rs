@@ -80,6 +80,14 @@ pub enum DeviceCommand {
         #[arg(long)]
         id: String,
     },
+    /// Release a device from quarantine (after a security alert): it may sign in again. A running
+    /// server sees the release at the device's next sign-in.
+    Release {
+        #[command(flatten)]
+        data: DataDir,
+        /// The device id.
+        id: String,
+    },
     /// Bind a device to a patient from now on (ends its current binding).
     Bind {
         #[command(flatten)]
@@ -264,6 +272,25 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             println!(
                 "device {id} revoked: it can no longer sign in (rotate-secret gives it a new secret)"
             );
+        }
+        DeviceCommand::Release { data, id } => {
+            let id = DeviceId::new(id).context("invalid device id")?;
+            let store = open_store(&data.data_dir)?;
+            match store.device_quarantine(&id)? {
+                Some(since) => {
+                    store.set_device_quarantine(&id, None)?;
+                    println!(
+                        "device {id} released from the quarantine it was in since {}: it may sign in again",
+                        since.to_rfc3339()
+                    );
+                }
+                None => {
+                    if store.device(&id)?.is_none() {
+                        bail!("no device {id}");
+                    }
+                    println!("device {id} was not quarantined");
+                }
+            }
         }
         DeviceCommand::Unbind { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;

@@ -62,9 +62,19 @@ pub(crate) async fn start_vigil(
 ) -> anyhow::Result<(Reaped, u16, SocketAddr)> {
     let http = free_port()?;
     let mqtt = free_port()?;
+    // The load generator sends far faster per connection than any device: lift the per-device
+    // MQTT rate limit (docs/defence.md) so the benchmark measures ingest, not the limit.
+    let config = data_dir.join("bench-vigil.toml");
+    std::fs::write(
+        &config,
+        "[defence]\nmqtt_per_device = { requests_per_second = 0 }\nhttp_per_client = { requests_per_second = 0 }\nhttp_per_device = { requests_per_second = 0 }\n",
+    )
+    .context("writing the benchmark's configuration")?;
     let child = Command::new(std::env::current_exe()?)
         .args(["serve", "--data-dir"])
         .arg(data_dir)
+        .arg("--config")
+        .arg(&config)
         .args([
             "--http",
             &format!("127.0.0.1:{http}"),

@@ -67,6 +67,154 @@ pub struct FileConfig {
     /// overrides the built-in table of `vigil_rules::technical` for the kinds given.
     #[serde(default)]
     pub devices: BTreeMap<String, Expectation>,
+    /// Rate limits, cross-origin access and intrusion detection (docs/defence.md).
+    #[serde(default)]
+    pub defence: DefenceSection,
+}
+
+/// `[defence]`: every field optional; what is left out keeps its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefenceSection {
+    /// Per remote address, all HTTP requests but health probes (default 100/s, burst 200).
+    pub http_per_client: Option<RateSection>,
+    /// Per device, its HTTP ingest requests (default 50/s, burst 100).
+    pub http_per_device: Option<RateSection>,
+    /// Per device, its MQTT publishes over all its connections (default 20 000/s, burst 20 000);
+    /// over it the device is slowed down (backpressure), never dropped.
+    pub mqtt_per_device: Option<RateSection>,
+    /// Origins allowed cross-origin access to the API, exactly as browsers send them
+    /// (`https://ward.example.org`); default none.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Intrusion detection thresholds, by signal.
+    #[serde(default)]
+    pub intrusion: IntrusionSection,
+}
+
+/// A token bucket; `requests_per_second = 0` turns the limit off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    pub requests_per_second: u32,
+    /// Requests allowed at once; default equal to `requests_per_second`.
+    pub burst: Option<u32>,
+}
+
+/// One entry per intrusion signal; each may override count, window and quarantine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrusionSection {
+    pub auth_failures_per_device: Option<ThresholdSection>,
+    pub auth_failures_per_address: Option<ThresholdSection>,
+    pub topic_violations: Option<ThresholdSection>,
+    pub message_flood: Option<ThresholdSection>,
+    pub implausible_values: Option<ThresholdSection>,
+    pub foreign_patient: Option<ThresholdSection>,
+    pub many_patients: Option<ThresholdSection>,
+}
+
+/// `count` signals within `window_seconds` raise an alert (`count = 0`: the signal is off);
+/// `quarantine` also quarantines the device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdSection {
+    pub count: Option<u32>,
+    pub window_seconds: Option<u64>,
+    pub quarantine: Option<bool>,
+}
+
+impl ThresholdSection {
+    fn apply(&self, to: &mut vigil_server::intrusion::Threshold) -> anyhow::Result<()> {
+        if let Some(count) = self.count {
+            to.count = count;
+        }
+        if let Some(window) = self.window_seconds {
+            if window == 0 {
+                bail!("window_seconds must be at least 1");
+            }
+            to.window = std::time::Duration::from_secs(window);
+        }
+        if let Some(quarantine) = self.quarantine {
+            to.quarantine = quarantine;
+        }
+        Ok(())
+    }
+}
+
+impl DefenceSection {
+    /// Validates the section into the server's settings, starting from the defaults.
+    pub fn resolve(&self) -> anyhow::Result<vigil_server::guard::DefenceConfig> {
+        use vigil_server::guard::RateLimit;
+        let mut out = vigil_server::guard::DefenceConfig::default();
+        let rate = |r: &RateSection| {
+            RateLimit::per_second(
+                r.requests_per_second,
+                r.burst.unwrap_or(r.requests_per_second),
+            )
+        };
+        for (section, limit) in [
+            (&self.http_per_client, &mut out.http_per_client),
+            (&self.http_per_device, &mut out.http_per_device),
+            (&self.mqtt_per_device, &mut out.mqtt_per_device),
+        ] {
+            if let Some(section) = section {
+                if section.requests_per_second > 0 && section.burst == Some(0) {
+                    bail!("defence: a burst of 0 would refuse everything; give at least 1");
+                }
+                *limit = rate(section);
+            }
+        }
+        for origin in &self.cors_origins {
+            let parsed = url::Url::parse(origin)
+                .with_context(|| format!("defence.cors_origins: {origin:?} is not a URL"))?;
+            let exact = parsed.origin().ascii_serialization();
+            if !matches!(parsed.scheme(), "http" | "https") || exact != *origin {
+                bail!(
+                    "defence.cors_origins: {origin:?} is not an exact origin; write it as {exact:?} (scheme, host and port only, no path or trailing slash)"
+                );
+            }
+        }
+        out.cors_origins = self.cors_origins.clone();
+        let i = &self.intrusion;
+        let t = &mut out.intrusion;
+        for (name, section, threshold) in [
+            (
+                "auth_failures_per_device",
+                &i.auth_failures_per_device,
+                &mut t.auth_failures_per_device,
+            ),
+            (
+                "auth_failures_per_address",
+                &i.auth_failures_per_address,
+                &mut t.auth_failures_per_address,
+            ),
+            (
+                "topic_violations",
+                &i.topic_violations,
+                &mut t.topic_violations,
+            ),
+            ("message_flood", &i.message_flood, &mut t.message_flood),
+            (
+                "implausible_values",
+                &i.implausible_values,
+                &mut t.implausible_values,
+            ),
+            (
+                "foreign_patient",
+                &i.foreign_patient,
+                &mut t.foreign_patient,
+            ),
+            ("many_patients", &i.many_patients, &mut t.many_patients),
+        ] {
+            if let Some(section) = section {
+                section
+                    .apply(threshold)
+                    .with_context(|| format!("defence.intrusion.{name}"))?;
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The cohort rule sets built into Vigil.
@@ -130,6 +278,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
         }
         None => parse_cohorts(BUILT_IN_COHORTS, "the built-in cohorts file")?,
     };
+    config.defence = file.defence.resolve()?;
     for (kind, expectation) in file.devices {
         config.surveillance.watch.kinds.insert(kind, expectation);
     }
@@ -186,6 +335,46 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn vigil_store::Store>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defence_section_is_validated_and_defaults_the_rest() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[defence]
+http_per_client = { requests_per_second = 0 }
+mqtt_per_device = { requests_per_second = 500, burst = 1000 }
+cors_origins = ["https://ward.example.org"]
+[defence.intrusion.auth_failures_per_device]
+count = 3
+quarantine = true
+"#,
+        )
+        .unwrap();
+        let d = file.defence.resolve().unwrap();
+        assert_eq!(d.http_per_client, None, "0 turns the limit off");
+        assert_eq!(
+            d.mqtt_per_device,
+            vigil_server::guard::RateLimit::per_second(500, 1000)
+        );
+        let defaults = vigil_server::guard::DefenceConfig::default();
+        assert_eq!(d.http_per_device, defaults.http_per_device);
+        assert_eq!(d.intrusion.auth_failures_per_device.count, 3);
+        assert!(d.intrusion.auth_failures_per_device.quarantine);
+        assert_eq!(
+            d.intrusion.auth_failures_per_device.window,
+            defaults.intrusion.auth_failures_per_device.window
+        );
+        for bad in [
+            "[defence]\ncors_origins = [\"https://ward.example.org/\"]",
+            "[defence]\ncors_origins = [\"*\"]",
+            "[defence.intrusion.topic_violations]\nwindow_seconds = 0",
+            "[defence]\nhttp_per_device = { requests_per_second = 5, burst = 0 }",
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(file.defence.resolve().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<FileConfig>("[defence]\nrate = 5").is_err());
+    }
 
     #[test]
     fn unknown_keys_are_an_error() {

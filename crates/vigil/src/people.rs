@@ -209,7 +209,9 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
                     "{}\t{}\t{}\t{}",
                     u.id,
                     u.role,
-                    u.patient.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                    u.patient
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     if u.disabled { "disabled" } else { "enabled" }
                 );
             }
@@ -254,10 +256,22 @@ pub fn team(cmd: TeamCommand) -> anyhow::Result<()> {
                     "{}\t{}\tmembers: {}\tpatients: {}\twards: {}{}",
                     t.id,
                     t.name,
-                    t.members.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
-                    t.patients.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+                    t.members
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    t.patients
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     t.wards.join(","),
-                    if t.every_patient { "\tevery patient" } else { "" }
+                    if t.every_patient {
+                        "\tevery patient"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

@@ -159,7 +159,10 @@ fn session_principal(
 }
 
 /// The caller's care teams and the consents naming them (or their organisation).
-pub fn relationships(store: &dyn Store, principal: &Principal) -> Result<Relationships, StoreError> {
+pub fn relationships(
+    store: &dyn Store,
+    principal: &Principal,
+) -> Result<Relationships, StoreError> {
     let Ok(account) = UserId::new(principal.subject.clone()) else {
         return Ok(Relationships::default());
     };

@@ -264,7 +264,11 @@ pub async fn put_care_team(
                 .into_response();
         }
     };
-    if body.wards.iter().any(|w| w.trim().is_empty() || w.len() > 64) {
+    if body
+        .wards
+        .iter()
+        .any(|w| w.trim().is_empty() || w.len() > 64)
+    {
         return Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid-care-team",

@@ -15,6 +15,7 @@ use serde_json::json;
 use vigil_model::DeviceId;
 
 use super::AppState;
+use super::defence::{self, Peer};
 use super::problem::Problem;
 use crate::auth;
 use crate::pipeline::{self, DeviceMessage, IngestError, MessageError};
@@ -67,30 +68,41 @@ fn body_problem(rejection: &BytesRejection, max: usize) -> Response {
 pub async fn post_readings(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Readings).await
+    post_message(
+        state,
+        device_id,
+        peer,
+        headers,
+        body,
+        DeviceMessage::Readings,
+    )
+    .await
 }
 
 /// `POST /api/v1/gateways/{gateway_id}/ble`: the HTTP twin of the MQTT BLE relay topic.
 pub async fn post_ble(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Ble).await
+    post_message(state, device_id, peer, headers, body, DeviceMessage::Ble).await
 }
 
 /// `POST /api/v1/devices/{device_id}/events`: the HTTP twin of the MQTT events topic.
 pub async fn post_event(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Event).await
+    post_message(state, device_id, peer, headers, body, DeviceMessage::Event).await
 }
 
 /// `POST /api/v1/ingest/{template}`: the HTTP twin of the MQTT vendor topic; the device signs
@@ -98,6 +110,7 @@ pub async fn post_event(
 pub async fn post_vendor(
     State(state): State<Arc<AppState>>,
     Path(template): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -107,12 +120,21 @@ pub async fn post_vendor(
             "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
         );
     };
-    post_message(state, user, headers, body, DeviceMessage::Vendor(template)).await
+    post_message(
+        state,
+        user,
+        peer,
+        headers,
+        body,
+        DeviceMessage::Vendor(template),
+    )
+    .await
 }
 
 async fn post_message(
     state: Arc<AppState>,
     device_id: String,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     message: DeviceMessage,
@@ -149,13 +171,42 @@ async fn post_message(
             .into_response();
         }
     };
+    let intrusion = state.ingest.guard().intrusion();
     match stored {
         Some(hash) if hash == vigil_store::REVOKED => {
             return unauthorized("revoked", "This device's credentials were revoked.");
         }
         Some(hash) if auth::device_secret_matches(&hash, &secret) => {}
-        Some(_) => return unauthorized("bad_secret", "Wrong device id or secret."),
-        None => return unauthorized("unknown_device", "Wrong device id or secret."),
+        Some(_) => {
+            intrusion.auth_failure(Some(device.as_str()), peer);
+            return unauthorized("bad_secret", "Wrong device id or secret.");
+        }
+        None => {
+            intrusion.auth_failure(Some(device.as_str()), peer);
+            return unauthorized("unknown_device", "Wrong device id or secret.");
+        }
+    }
+    // Signed in: a quarantined device is refused until an administrator releases it.
+    let store = state.store.clone();
+    let lookup = device.clone();
+    match tokio::task::spawn_blocking(move || store.device_quarantine(&lookup)).await {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(_))) => {
+            telemetry::http_auth_refused("quarantined");
+            return defence::quarantined();
+        }
+        Ok(Err(_)) | Err(_) => {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The store is unavailable; retry later.",
+            )
+            .into_response();
+        }
+    }
+    if let Err(wait) = state.ingest.guard().check_http_device(&device) {
+        telemetry::rate_limited("http_device");
+        return defence::too_many_requests(wait);
     }
 
     let body = match body {

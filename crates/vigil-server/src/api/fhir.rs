@@ -662,7 +662,12 @@ async fn read_observation(
         return Err(ApiError::NotFound(format!("Observation/{id} not found")));
     };
     let view = caller
-        .check(&state, "Observation", Interaction::Read, Some(&observation.patient))
+        .check(
+            &state,
+            "Observation",
+            Interaction::Read,
+            Some(&observation.patient),
+        )
         .await?;
     Ok(Fhir::ok(state.shown(
         vigil_fhir::observation_to_fhir(&observation),
@@ -955,7 +960,12 @@ async fn create_observation(
     let input =
         vigil_fhir::observation_from_fhir(&body, &vigil_fhir::InputLimits::received_at(received))?;
     caller
-        .check(&state, "Observation", Interaction::Create, Some(&input.subject))
+        .check(
+            &state,
+            "Observation",
+            Interaction::Create,
+            Some(&input.subject),
+        )
         .await?;
     let (subject, named) = (input.subject.clone(), input.device.clone());
     let device = blocking(&state, move |s| resolve_refs(s, &subject, named.as_ref()))
@@ -1198,9 +1208,8 @@ fn new_consent_id() -> ConsentId {
 
 /// The account recording a consent (a patient, a proxy, an administrator).
 fn recorder(caller: &Caller) -> Result<UserId, ApiError> {
-    UserId::new(caller.0.subject.clone()).map_err(|_| {
-        ApiError::Forbidden("only a Vigil account can record a consent".into())
-    })
+    UserId::new(caller.0.subject.clone())
+        .map_err(|_| ApiError::Forbidden("only a Vigil account can record a consent".into()))
 }
 
 async fn stored_consent(state: &Arc<AppState>, id: &str) -> Result<Consent, ApiError> {
@@ -1341,7 +1350,12 @@ async fn update_consent(
     let existing = stored_consent(&state, &id).await?;
     let input = vigil_fhir::consent_from_fhir(&body, Some(&existing.id))?;
     caller
-        .check(&state, "Consent", Interaction::Update, Some(&existing.patient))
+        .check(
+            &state,
+            "Consent",
+            Interaction::Update,
+            Some(&existing.patient),
+        )
         .await?;
     if input.patient != existing.patient {
         return Err(ApiError::Fhir(FhirError::InvalidElement {
@@ -1374,11 +1388,20 @@ async fn revoke_consent(
     let caller = caller.map_err(ApiError::Unauthenticated)?;
     let existing = stored_consent(&state, &id).await?;
     caller
-        .check(&state, "Consent", Interaction::Delete, Some(&existing.patient))
+        .check(
+            &state,
+            "Consent",
+            Interaction::Delete,
+            Some(&existing.patient),
+        )
         .await?;
     let consent = Consent {
         status: ConsentStatus::Inactive,
-        end: Some(existing.end.map_or(chrono::Utc::now(), |e| e.min(chrono::Utc::now()))),
+        end: Some(
+            existing
+                .end
+                .map_or(chrono::Utc::now(), |e| e.min(chrono::Utc::now())),
+        ),
         recorded_by: recorder(&caller)?,
         recorded_at: chrono::Utc::now(),
         ..existing

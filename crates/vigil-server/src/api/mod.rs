@@ -4,11 +4,13 @@
 
 mod access;
 mod accounts;
+mod defence;
 mod devices;
 mod fhir;
 mod problem;
 mod refusals;
 mod registry;
+mod security;
 mod surveillance;
 mod templates;
 
@@ -54,6 +56,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Public base URL of the FHIR API (for `fullUrl` and paging links), e.g. `http://host:8080/fhir`.
     pub fhir_base: String,
+    /// Origins allowed cross-origin access (exact); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 impl AppState {
@@ -67,7 +71,11 @@ impl AppState {
     }
 
     /// A rendered resource as the caller may see it.
-    pub fn shown(&self, mut resource: serde_json::Value, view: vigil_access::View) -> serde_json::Value {
+    pub fn shown(
+        &self,
+        mut resource: serde_json::Value,
+        view: vigil_access::View,
+    ) -> serde_json::Value {
         if view == vigil_access::View::Deidentified {
             vigil_fhir::deidentify(&mut resource, &|kind, id| self.pseudonyms.of(kind, id));
         }
@@ -83,10 +91,8 @@ impl AppState {
     ) -> (String, serde_json::Value) {
         let resource = self.shown(resource, view);
         if view == vigil_access::View::Deidentified
-            && let (Some(kind), Some(id)) = (
-                resource["resourceType"].as_str(),
-                resource["id"].as_str(),
-            )
+            && let (Some(kind), Some(id)) =
+                (resource["resourceType"].as_str(), resource["id"].as_str())
         {
             return (format!("{}/{kind}/{id}", self.fhir_base), resource);
         }
@@ -97,7 +103,7 @@ impl AppState {
 /// Builds the router; tests call it in-process, `serve` runs it on a listener.
 pub fn app(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_bytes;
-    Router::new()
+    let router = Router::new()
         .route(
             "/api/v1/devices/{device_id}/obs",
             post(devices::post_readings),
@@ -127,6 +133,15 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(registry::rotate_secret),
         )
         .route("/api/v1/devices/{device_id}/revoke", post(registry::revoke))
+        .route(
+            "/api/v1/devices/{device_id}/release",
+            post(security::release),
+        )
+        .route("/api/v1/security/alerts", get(security::list_alerts))
+        .route(
+            "/api/v1/security/alerts/{id}/ack",
+            post(security::acknowledge),
+        )
         .route(
             "/api/v1/devices/{device_id}/calibration",
             axum::routing::put(registry::set_calibration),
@@ -167,6 +182,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         // One byte more than the decoder's limit, so the decoder reports the exact size problem.
         .layer(DefaultBodyLimit::max(body_limit + 1))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            defence::limit_clients,
+        ));
+    // CORS outside the rate limit (a preflight is answered before it), the security headers
+    // outermost so every response carries them, 429s and preflights included.
+    let router = match defence::cors(&state.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        .layer(axum::middleware::map_response(defence::security_headers))
         .with_state(state)
 }
 

@@ -37,7 +37,7 @@ fn refuse(caller: Result<Caller, Unauthenticated>) -> Option<Response> {
 }
 
 fn store_problem(e: StoreError) -> Response {
-    match e {
+    match &e {
         StoreError::NotFound { what, id } => problem(
             StatusCode::NOT_FOUND,
             "not-found",
@@ -49,11 +49,15 @@ fn store_problem(e: StoreError) -> Response {
             format!("A {what} {id} already exists."),
         ),
         StoreError::Conflict(why) => problem(StatusCode::CONFLICT, "conflict", why),
-        _ => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The store is unavailable; retry later.",
-        ),
+        // The backend's own words go to the operator's log, never to the caller.
+        StoreError::Corrupt(_) | StoreError::Backend(_) => {
+            tracing::warn!(error = %e, "registry: the store failed");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The store is unavailable; retry later.",
+            )
+        }
     }
 }
 

@@ -22,9 +22,9 @@ use vigil_store::{AlarmQuery, Store};
 
 use super::AppState;
 use super::access::{Caller, Refused, Unauthenticated, within};
-use vigil_access::{Interaction, Reach, View};
 use super::problem::Problem;
 use crate::surveillance::{CommandError, LiveEvent, news2_json, observation_event};
+use vigil_access::{Interaction, Reach, View};
 
 pub(super) fn unauthenticated(u: Unauthenticated) -> Response {
     let detail = match u {
@@ -650,8 +650,8 @@ pub async fn stream(
             }
         }
     };
-    let events = live_events(start, replay, live, gate)
-        .take_until(state.shutdown.clone().cancelled_owned());
+    let events =
+        live_events(start, replay, live, gate).take_until(state.shutdown.clone().cancelled_owned());
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -801,8 +801,8 @@ impl StreamGate {
     }
 
     async fn admits(&mut self, event: &LiveEvent) -> Admit {
-        let stale = self.generation != self.state.access_generation()
-            || self.checked.elapsed() >= RECHECK;
+        let stale =
+            self.generation != self.state.access_generation() || self.checked.elapsed() >= RECHECK;
         if stale {
             if self.refresh().await.is_err() {
                 return Admit::End;

@@ -95,8 +95,8 @@ impl OidcVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, OidcError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| OidcError::BadToken(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| OidcError::BadToken(e.to_string()))?;
         // Never a shared-secret algorithm: the provider's public key must not become an HMAC key.
         let asymmetric = matches!(
             header.alg,
@@ -125,13 +125,10 @@ impl OidcVerifier {
         validation.set_audience(&[&self.config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
-        let claims = jsonwebtoken::decode::<serde_json::Map<String, Value>>(
-            token,
-            &key,
-            &validation,
-        )
-        .map_err(|e| OidcError::BadToken(e.to_string()))?
-        .claims;
+        let claims =
+            jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
+                .map_err(|e| OidcError::BadToken(e.to_string()))?
+                .claims;
         self.principal(&claims)
     }
 
@@ -187,7 +184,9 @@ impl OidcVerifier {
             keys.1 = Clock::now();
             match fetch(&self.config.jwks, &self.http).await {
                 Ok(set) => keys.0 = set,
-                Err(e) => tracing::warn!(error = %e, "could not refresh the identity provider's keys"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not refresh the identity provider's keys")
+                }
             }
         }
         let jwk = keys

@@ -141,15 +141,27 @@ mod tests {
 
     #[test]
     fn rules_follow_length_and_blocklist_not_composition() {
-        assert_eq!(check_rules("short pass", "ana"), Err(PasswordRejected::TooShort));
-        assert_eq!(check_rules(&"x".repeat(11), "ana"), Err(PasswordRejected::TooShort));
+        assert_eq!(
+            check_rules("short pass", "ana"),
+            Err(PasswordRejected::TooShort)
+        );
+        assert_eq!(
+            check_rules(&"x".repeat(11), "ana"),
+            Err(PasswordRejected::TooShort)
+        );
         assert!(check_rules("correct horse battery", "ana").is_ok());
-        assert!(check_rules("all lower case letters", "ana").is_ok(), "no composition rules");
+        assert!(
+            check_rules("all lower case letters", "ana").is_ok(),
+            "no composition rules"
+        );
         assert_eq!(
             check_rules(&"ab".repeat(65), "ana"),
             Err(PasswordRejected::TooLong)
         );
-        assert!(check_rules(&"ab".repeat(64), "zz").is_ok(), "128 is allowed");
+        assert!(
+            check_rules(&"ab".repeat(64), "zz").is_ok(),
+            "128 is allowed"
+        );
         assert_eq!(
             check_rules("my name is Nurse.Ana ok", "nurse.ana"),
             Err(PasswordRejected::ContainsAccountName)
@@ -158,9 +170,18 @@ mod tests {
             check_rules("Password1234", "ana"),
             Err(PasswordRejected::Common)
         );
-        assert_eq!(check_rules("aaaaaaaaaaaa", "b"), Err(PasswordRejected::Trivial));
-        assert_eq!(check_rules("abcdefghijklm", "z"), Err(PasswordRejected::Trivial));
-        assert_eq!(check_rules("zyxwvutsrqpo", "a"), Err(PasswordRejected::Trivial));
+        assert_eq!(
+            check_rules("aaaaaaaaaaaa", "b"),
+            Err(PasswordRejected::Trivial)
+        );
+        assert_eq!(
+            check_rules("abcdefghijklm", "z"),
+            Err(PasswordRejected::Trivial)
+        );
+        assert_eq!(
+            check_rules("zyxwvutsrqpo", "a"),
+            Err(PasswordRejected::Trivial)
+        );
     }
 
     #[test]

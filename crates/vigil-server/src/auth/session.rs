@@ -87,7 +87,10 @@ mod tests {
         assert_eq!(s.token_hash, hash_token(&token));
         assert_ne!(s.csrf, token);
         assert!(is_live(&s, now));
-        assert!(is_live(&s, now + IDLE_TIMEOUT - chrono::Duration::seconds(1)));
+        assert!(is_live(
+            &s,
+            now + IDLE_TIMEOUT - chrono::Duration::seconds(1)
+        ));
         assert!(!is_live(&s, now + IDLE_TIMEOUT), "idle");
         s.last_seen = now + ABSOLUTE_TIMEOUT - chrono::Duration::minutes(1);
         assert!(!is_live(&s, now + ABSOLUTE_TIMEOUT), "absolute end");
@@ -99,7 +102,10 @@ mod tests {
         assert!(c.starts_with("vigil_session=abc; Path=/; HttpOnly; SameSite=Strict"));
         assert!(c.ends_with("; Secure"));
         assert!(!cookie("abc", false).contains("Secure"));
-        assert_eq!(from_cookie_header("a=1; vigil_session=xyz; b=2"), Some("xyz"));
+        assert_eq!(
+            from_cookie_header("a=1; vigil_session=xyz; b=2"),
+            Some("xyz")
+        );
         assert_eq!(from_cookie_header("vigil_session="), None);
         assert_eq!(from_cookie_header("other=1"), None);
     }

@@ -16,7 +16,8 @@ const USER_COLUMNS: &str = "u.id, u.display_name, u.role, u.password_hash, p.id,
 
 fn user_from_row(row: &Row<'_>) -> Result<UserAccount, Fail> {
     let id: String = row.get(0)?;
-    let id = UserId::new(id).map_err(|_| corrupt("a stored account id is not a valid identifier"))?;
+    let id =
+        UserId::new(id).map_err(|_| corrupt("a stored account id is not a valid identifier"))?;
     let patient: Option<String> = row.get(4)?;
     let failed: i64 = row.get(6)?;
     let locked: Option<i64> = row.get(7)?;
@@ -127,7 +128,11 @@ pub(super) fn set_login_state(
 ) -> Result<(), Fail> {
     let changed = tx
         .prepare_cached("UPDATE users SET failed_logins = ?2, locked_until_us = ?3 WHERE id = ?1")?
-        .execute(params![id.as_str(), i64::from(failed), locked_until.map(micros)])?;
+        .execute(params![
+            id.as_str(),
+            i64::from(failed),
+            locked_until.map(micros)
+        ])?;
     changed_user(changed, id)
 }
 
@@ -207,8 +212,10 @@ pub(super) fn touch_session(
     token_hash: &SecretHash,
     at: Instant,
 ) -> Result<(), Fail> {
-    tx.prepare_cached("UPDATE sessions SET last_seen_us = max(last_seen_us, ?2) WHERE token_hash = ?1")?
-        .execute(params![&token_hash[..], micros(at)])?;
+    tx.prepare_cached(
+        "UPDATE sessions SET last_seen_us = max(last_seen_us, ?2) WHERE token_hash = ?1",
+    )?
+    .execute(params![&token_hash[..], micros(at)])?;
     Ok(())
 }
 
@@ -245,8 +252,9 @@ pub(super) fn put_care_team(tx: &Transaction<'_>, team: &CareTeam) -> Result<(),
     for table in ["care_team_members", "care_team_patients", "care_team_wards"] {
         tx.execute(&format!("DELETE FROM {table} WHERE team = ?1"), [id])?;
     }
-    let mut member =
-        tx.prepare_cached("INSERT OR IGNORE INTO care_team_members (team, user_id) VALUES (?1, ?2)")?;
+    let mut member = tx.prepare_cached(
+        "INSERT OR IGNORE INTO care_team_members (team, user_id) VALUES (?1, ?2)",
+    )?;
     for m in &team.members {
         member.execute([id, m.as_str()])?;
     }
@@ -278,7 +286,11 @@ pub(super) fn care_teams(tx: &Transaction<'_>) -> Result<Vec<CareTeam>, Fail> {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    let bad = |what: &str| corrupt(format!("a stored care team's {what} is not a valid identifier"));
+    let bad = |what: &str| {
+        corrupt(format!(
+            "a stored care team's {what} is not a valid identifier"
+        ))
+    };
     teams
         .into_iter()
         .map(|(id, name, every)| {
@@ -335,7 +347,10 @@ pub(super) fn set_patient_ward(
     Ok(())
 }
 
-pub(super) fn patient_ward(tx: &Transaction<'_>, patient: &PatientId) -> Result<Option<String>, Fail> {
+pub(super) fn patient_ward(
+    tx: &Transaction<'_>,
+    patient: &PatientId,
+) -> Result<Option<String>, Fail> {
     Ok(tx
         .prepare_cached("SELECT ward FROM patient_wards WHERE patient = ?1")?
         .query_row([patient.as_str()], |r| r.get(0))

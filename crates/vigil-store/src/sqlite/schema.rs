@@ -25,7 +25,7 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -300,10 +300,32 @@ DROP INDEX observations_dedup;
 CREATE UNIQUE INDEX observations_dedup ON observations (device, code, effective_us, patient, status);
 "#;
 
+/// Device intrusion detection: security alerts for administrators, and quarantine. A device's
+/// `device` here is text, not a reference: alerts also concern ids that are not registered (someone
+/// guessing). `detail` never holds patient data.
+const V12: &str = r#"
+ALTER TABLE devices ADD COLUMN quarantined_us INTEGER;
+CREATE TABLE security_alerts (
+    id              INTEGER PRIMARY KEY,
+    device          TEXT,
+    peer            TEXT,
+    kind            TEXT NOT NULL,
+    count           INTEGER NOT NULL CHECK (count >= 0),
+    first_seen_us   INTEGER NOT NULL,
+    last_seen_us    INTEGER NOT NULL,
+    detail          TEXT NOT NULL,
+    quarantined     INTEGER NOT NULL CHECK (quarantined IN (0, 1)),
+    status          TEXT NOT NULL CHECK (status IN ('open', 'acknowledged')),
+    acknowledged_by TEXT,
+    acknowledged_us INTEGER
+) STRICT;
+CREATE INDEX security_alerts_open ON security_alerts (kind, device, peer) WHERE status = 'open';
+"#;
+
 /// People and who cares for whom: accounts (argon2id hashes, lockout state), browser sessions
 /// (only the cookie's hash), care teams with their members, patients and wards, patients' wards,
 /// and patients' consents to share.
-const V12: &str = r#"
+const V13: &str = r#"
 CREATE TABLE users (
     id              TEXT PRIMARY KEY,
     display_name    TEXT NOT NULL,

@@ -149,6 +149,7 @@ conformance_tests!(
     care_teams_reach_named_and_ward_patients,
     consents_round_trip_and_revoke,
     searches_are_restricted_within_patients,
+    quarantine_and_security_alerts,
 );
 
 #[test]

@@ -279,7 +279,7 @@ impl Connection {
         .inspect_err(|_| telemetry::mqtt_refused("malformed_connect"))?;
 
         let protocol = connect.protocol;
-        let device = match authenticate(&ctx, &connect).await {
+        let device = match authenticate(&ctx, &connect, peer).await {
             Ok(device) => device,
             Err((refusal, reason)) => {
                 telemetry::mqtt_refused(reason);
@@ -385,6 +385,21 @@ impl Connection {
                         return Err(e.to_string());
                     }
                 };
+                // Over the device's rate: hold this publish (already read) and read nothing
+                // more until a token is free. Backpressure, never a drop.
+                while matches!(packet, Inbound::Publish { .. })
+                    && let Err(wait) = ctx.ingest.guard().check_mqtt_device(&self.device)
+                {
+                    telemetry::rate_limited("mqtt_device");
+                    self.flush(stream).await?;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = taken_over.cancelled() => {
+                            self.close_with(stream, DisconnectReason::SessionTakenOver).await?;
+                            return Err("session taken over".into());
+                        }
+                    }
+                }
                 if !self.handle(packet, ctx, &mut inflight, stream).await? {
                     // Finish what is in flight so every committed reading is acknowledged.
                     while let Some(done) = inflight.next().await {
@@ -520,6 +535,15 @@ impl Connection {
                         } else {
                             "read_only_topic"
                         };
+                        // Another device's part of the tree (not a stray topic outside it):
+                        // this device tried to speak as another one.
+                        if target == PublishTarget::Foreign && topics::is_device_topic(&topic) {
+                            ctx.ingest.guard().intrusion().signal(
+                                crate::intrusion::SignalKind::TopicViolation,
+                                crate::intrusion::Subject::Device(self.device.clone()),
+                                1,
+                            );
+                        }
                         telemetry::mqtt_refused(reason);
                         tracing::warn!(reason, "device publish refused");
                         let report = error_report(
@@ -694,8 +718,36 @@ fn error_report(kind: &str, reason: &str) -> Bytes {
     )
 }
 
-/// Checks the device's credentials: username = device id, password = its secret.
+/// Checks the device's credentials (username = device id, password = its secret) and that it is
+/// not quarantined. Wrong secrets and unknown ids are intrusion signals.
 async fn authenticate(
+    ctx: &Arc<BrokerContext>,
+    connect: &wire::Connect,
+    peer: SocketAddr,
+) -> Result<DeviceId, (ConnectRefusal, &'static str)> {
+    let signed_in = check_secret(ctx, connect).await;
+    let device = match signed_in {
+        Ok(device) => device,
+        Err(refusal @ (_, "bad_secret" | "unknown_device")) => {
+            ctx.ingest
+                .guard()
+                .intrusion()
+                .auth_failure(connect.username.as_deref(), Some(peer.ip()));
+            return Err(refusal);
+        }
+        Err(refusal) => return Err(refusal),
+    };
+    let store = ctx.store.clone();
+    let lookup = device.clone();
+    match tokio::task::spawn_blocking(move || store.device_quarantine(&lookup)).await {
+        Ok(Ok(None)) => Ok(device),
+        Ok(Ok(Some(_))) => Err((ConnectRefusal::Banned, "quarantined")),
+        Ok(Err(_)) => Err((ConnectRefusal::ServerUnavailable, "store_unavailable")),
+        Err(_) => Err((ConnectRefusal::ServerUnavailable, "internal_error")),
+    }
+}
+
+async fn check_secret(
     ctx: &Arc<BrokerContext>,
     connect: &wire::Connect,
 ) -> Result<DeviceId, (ConnectRefusal, &'static str)> {

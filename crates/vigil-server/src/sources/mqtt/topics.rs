@@ -51,6 +51,11 @@ pub enum PublishTarget {
     Foreign,
 }
 
+/// Whether `topic` lies in some device's or gateway's part of the tree.
+pub fn is_device_topic(topic: &str) -> bool {
+    topic.starts_with(PREFIX) || topic.starts_with(GATEWAY_PREFIX)
+}
+
 pub fn classify_publish(device: &str, topic: &str) -> PublishTarget {
     if let Some(template) = topic.strip_prefix(INGEST_PREFIX)
         && !template.is_empty()

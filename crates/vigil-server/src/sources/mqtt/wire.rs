@@ -106,6 +106,8 @@ pub enum ConnectRefusal {
     BadCredentials,
     NotAuthorized,
     ServerUnavailable,
+    /// The device is quarantined (MQTT 5: 0x8A Banned; 3.1.1: 5 not authorised).
+    Banned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,7 +367,9 @@ fn to_v4(packet: Outbound) -> Option<v4::Packet> {
             session_present: false,
             code: match r {
                 ConnectRefusal::BadCredentials => v4::ConnectReturnCode::BadUserNamePassword,
-                ConnectRefusal::NotAuthorized => v4::ConnectReturnCode::NotAuthorized,
+                ConnectRefusal::NotAuthorized | ConnectRefusal::Banned => {
+                    v4::ConnectReturnCode::NotAuthorized
+                }
                 ConnectRefusal::ServerUnavailable => v4::ConnectReturnCode::ServiceUnavailable,
             },
         }),
@@ -447,6 +451,7 @@ fn to_v5(packet: Outbound) -> v5::Packet {
                 ConnectRefusal::BadCredentials => v5::ConnectReturnCode::BadUserNamePassword,
                 ConnectRefusal::NotAuthorized => v5::ConnectReturnCode::NotAuthorized,
                 ConnectRefusal::ServerUnavailable => v5::ConnectReturnCode::ServerUnavailable,
+                ConnectRefusal::Banned => v5::ConnectReturnCode::Banned,
             },
             properties: None,
         }),
