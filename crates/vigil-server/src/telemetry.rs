@@ -17,6 +17,7 @@ pub const COMMIT_FAILURES: &str = "vigil_store_commit_failures_total";
 pub const DEVICES_CONNECTED: &str = "vigil_mqtt_devices_connected";
 pub const MQTT_REFUSED: &str = "vigil_mqtt_refused_total";
 pub const HTTP_AUTH_REFUSED: &str = "vigil_http_auth_refused_total";
+pub const TLS_HANDSHAKES_FAILED: &str = "vigil_tls_handshakes_failed_total";
 
 /// Installs the global recorder once and returns the handle `/metrics` renders from.
 pub fn install() -> PrometheusHandle {
@@ -86,6 +87,10 @@ fn describe() {
         HTTP_AUTH_REFUSED,
         "HTTP requests refused for missing or bad credentials, by reason."
     );
+    metrics::describe_counter!(
+        TLS_HANDSHAKES_FAILED,
+        "TLS handshakes that failed (old protocol, unknown client certificate, plain text on a TLS port, timeout), by listener and reason."
+    );
 }
 
 pub fn record_commit(elapsed: Duration, submissions: usize, items: usize) {
@@ -124,6 +129,10 @@ pub fn mqtt_refused(reason: &'static str) {
 
 pub fn http_auth_refused(reason: &'static str) {
     counter!(HTTP_AUTH_REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn tls_handshake_failed(listener: &'static str, reason: &'static str) {
+    counter!(TLS_HANDSHAKES_FAILED, "listener" => listener, "reason" => reason).increment(1);
 }
 
 pub fn devices_connected(delta: f64) {

@@ -1,7 +1,8 @@
 //! `POST /api/v1/devices/{device_id}/obs` and `…/events`: the HTTP twins of the MQTT readings and
 //! events topics. Devices
-//! authenticate with HTTP Basic (username = device id, password = device secret); user tokens are
-//! refused here, and device secrets are refused everywhere else.
+//! authenticate with HTTP Basic (username = device id, password = device secret), or over mutual
+//! TLS with a client certificate naming the device (`docs/tls.md`); user tokens are refused here,
+//! and device secrets are refused everywhere else.
 
 use std::sync::Arc;
 
@@ -19,6 +20,9 @@ use super::problem::Problem;
 use crate::auth;
 use crate::pipeline::{self, DeviceMessage, IngestError, MessageError};
 use crate::telemetry;
+use crate::transport::PeerIdentity;
+
+const NO_CREDENTIALS: &str = "Devices authenticate with HTTP Basic (the device id as user name and the device secret as password) or with a client certificate naming the device.";
 
 const CHALLENGE: &str = "Basic realm=\"vigil-devices\", charset=\"UTF-8\"";
 
@@ -68,9 +72,10 @@ pub async fn post_readings(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
     headers: HeaderMap,
+    peer: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Readings).await
+    post_message(state, device_id, headers, peer, body, DeviceMessage::Readings).await
 }
 
 /// `POST /api/v1/gateways/{gateway_id}/ble`: the HTTP twin of the MQTT BLE relay topic.
@@ -78,9 +83,10 @@ pub async fn post_ble(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
     headers: HeaderMap,
+    peer: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Ble).await
+    post_message(state, device_id, headers, peer, body, DeviceMessage::Ble).await
 }
 
 /// `POST /api/v1/devices/{device_id}/events`: the HTTP twin of the MQTT events topic.
@@ -88,9 +94,10 @@ pub async fn post_event(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
     headers: HeaderMap,
+    peer: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Event).await
+    post_message(state, device_id, headers, peer, body, DeviceMessage::Event).await
 }
 
 /// `POST /api/v1/ingest/{template}`: the HTTP twin of the MQTT vendor topic; the device signs
@@ -99,35 +106,40 @@ pub async fn post_vendor(
     State(state): State<Arc<AppState>>,
     Path(template): Path<String>,
     headers: HeaderMap,
+    peer: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some((user, _)) = basic_credentials(&headers) else {
-        return unauthorized(
-            "no_credentials",
-            "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
-        );
+    let user = match (basic_credentials(&headers), &peer.device) {
+        (Some((user, _)), _) => user,
+        (None, Some(certified)) => certified.as_str().to_owned(),
+        (None, None) => return unauthorized("no_credentials", NO_CREDENTIALS),
     };
-    post_message(state, user, headers, body, DeviceMessage::Vendor(template)).await
+    post_message(state, user, headers, peer, body, DeviceMessage::Vendor(template)).await
 }
 
 async fn post_message(
     state: Arc<AppState>,
     device_id: String,
     headers: HeaderMap,
+    peer: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
     message: DeviceMessage,
 ) -> Response {
-    let Some((user, secret)) = basic_credentials(&headers) else {
-        return unauthorized(
-            "no_credentials",
-            "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
-        );
+    let basic = basic_credentials(&headers);
+    // Who signs in: the Basic user name, else the device the client certificate names.
+    let Some(claimed) = basic
+        .as_ref()
+        .map(|(user, _)| user.as_str())
+        .or(peer.device.as_ref().map(DeviceId::as_str))
+    else {
+        return unauthorized("no_credentials", NO_CREDENTIALS);
     };
     let Ok(device) = DeviceId::new(device_id) else {
         return Problem::new(StatusCode::NOT_FOUND, "unknown-device", "No such device.")
             .into_response();
     };
-    if user != device.as_str() {
+    // A certificate naming another device refuses the request even if a secret is also given.
+    if claimed != device.as_str() || peer.device.as_ref().is_some_and(|c| c != &device) {
         telemetry::http_auth_refused("foreign_device");
         return Problem::new(
             StatusCode::FORBIDDEN,
@@ -149,13 +161,16 @@ async fn post_message(
             .into_response();
         }
     };
-    match stored {
-        Some(hash) if hash == vigil_store::REVOKED => {
+    match (stored, &basic) {
+        (Some(hash), _) if hash == vigil_store::REVOKED => {
             return unauthorized("revoked", "This device's credentials were revoked.");
         }
-        Some(hash) if auth::device_secret_matches(&hash, &secret) => {}
-        Some(_) => return unauthorized("bad_secret", "Wrong device id or secret."),
-        None => return unauthorized("unknown_device", "Wrong device id or secret."),
+        (Some(hash), Some((_, secret))) if auth::device_secret_matches(&hash, secret) => {}
+        (Some(_), Some(_)) => return unauthorized("bad_secret", "Wrong device id or secret."),
+        // No secret: the certificate names this device (checked above).
+        (Some(_), None) if peer.device.is_some() => {}
+        (Some(_), None) => return unauthorized("no_credentials", NO_CREDENTIALS),
+        (None, _) => return unauthorized("unknown_device", "Wrong device id or secret."),
     }
 
     let body = match body {
