@@ -180,13 +180,10 @@ pub async fn start(
 
     let (http_listener, http_addr) =
         bind("HTTP", config.http, tls.as_ref().map(tls::with_http_alpn)).await?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| {
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{http_addr}")
-        });
+    let public_url = config.public_url.clone().unwrap_or_else(|| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{http_addr}")
+    });
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();

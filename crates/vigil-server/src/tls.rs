@@ -167,10 +167,14 @@ pub fn with_http_alpn(config: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerC
 pub fn device_named_by(certificate: &[u8]) -> Option<DeviceId> {
     let (_, cert) = x509_parser::parse_x509_certificate(certificate).ok()?;
     let san = cert.subject_alternative_name().ok()??;
-    let mut named = san.value.general_names.iter().filter_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(DEVICE_URI_PREFIX),
-        _ => None,
-    });
+    let mut named = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(DEVICE_URI_PREFIX),
+            _ => None,
+        });
     let id = named.next()?;
     if named.next().is_some() {
         return None;
@@ -278,7 +282,11 @@ mod tests {
                     rustls::ProtocolVersion::TLSv1_2 | rustls::ProtocolVersion::TLSv1_3
                 ))
         );
-        assert!(with_http_alpn(&config).alpn_protocols.contains(&b"h2".to_vec()));
+        assert!(
+            with_http_alpn(&config)
+                .alpn_protocols
+                .contains(&b"h2".to_vec())
+        );
     }
 
     #[test]

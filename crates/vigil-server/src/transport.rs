@@ -225,37 +225,43 @@ pub async fn serve_http(
     tracker: TaskTracker,
 ) {
     let for_connections = shutdown.clone();
-    serve(listener, shutdown, tracker, move |stream, peer, identity| {
-        let shutdown = for_connections.clone();
-        let service = tower::ServiceExt::map_request(
-            router.clone(),
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                request.extensions_mut().insert(identity.clone());
-                request
-            },
-        );
-        async move {
-            let service = hyper_util::service::TowerToHyperService::new(service);
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let connection = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+    serve(
+        listener,
+        shutdown,
+        tracker,
+        move |stream, peer, identity| {
+            let shutdown = for_connections.clone();
+            let service = tower::ServiceExt::map_request(
+                router.clone(),
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request.extensions_mut().insert(identity.clone());
+                    request
+                },
+            );
+            async move {
+                let service = hyper_util::service::TowerToHyperService::new(service);
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let connection = builder
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    _ = shutdown.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "http connection ended with an error");
                 }
-            };
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "http connection ended with an error");
             }
-        }
-    })
+        },
+    )
     .await
 }
 

@@ -224,9 +224,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The listeners' URLs, with the scheme saying whether they are encrypted.
 pub fn print_listeners(server: &vigil_server::RunningServer) {
     let (http, mqtt, mllp) = if server.tls {
-        ("https", "mqtts", "MLLP over TLS")
+        ("https", "mqtts", "mllps")
     } else {
-        ("http", "mqtt", "MLLP, plaintext")
+        ("http", "mqtt", "mllp")
     };
     println!(
         "  HTTP API  {http}://{}  (FHIR at /fhir, metrics at /metrics)",
@@ -236,7 +236,7 @@ pub fn print_listeners(server: &vigil_server::RunningServer) {
         println!("  MQTT      {mqtt}://{addr}");
     }
     if let Some(addr) = server.mllp_addr {
-        println!("  MLLP      {addr}  (HL7 v2 ORU^R01, {mllp})");
+        println!("  MLLP      {mllp}://{addr}  (HL7 v2 ORU^R01 in MLLP frames)");
     }
 }
 
@@ -305,14 +305,13 @@ mod tests {
 
     #[test]
     fn the_tls_section_is_read_and_checked_for_unknown_keys() {
-        let file: FileConfig = toml::from_str(
-            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n",
-        )
-        .unwrap();
+        let file: FileConfig =
+            toml::from_str("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n")
+                .unwrap();
         let tls = file.tls.unwrap();
         assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
-        let err = toml::from_str::<FileConfig>("[tls]\ncert = \"c.pem\"\nkye = \"k.pem\"\n")
-            .unwrap_err();
+        let err =
+            toml::from_str::<FileConfig>("[tls]\ncert = \"c.pem\"\nkye = \"k.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("kye"), "{err}");
     }
 

@@ -41,11 +41,10 @@ fn ward_tls(ca: &std::path::Path) -> anyhow::Result<rumqttc::TlsConfiguration> {
     for cert in vigil_server::tls::read_certificates(ca)? {
         roots.add(cert)?;
     }
-    let config =
-        rustls::ClientConfig::builder_with_provider(vigil_server::tls::crypto_provider())
-            .with_protocol_versions(vigil_server::tls::PROTOCOL_VERSIONS)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(vigil_server::tls::crypto_provider())
+        .with_protocol_versions(vigil_server::tls::PROTOCOL_VERSIONS)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
 }
 
@@ -191,9 +190,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         format!(
             "{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Observation?patient=pat-004&code=http://loinc.org|8867-4&_sort=-date&_count=5'"
         ),
-        format!(
-            "{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Patient?name=havel'"
-        ),
+        format!("{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Patient?name=havel'"),
         format!(
             "{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/patients/pat-004/news2'"
         ),

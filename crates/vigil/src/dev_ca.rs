@@ -251,7 +251,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for key in [&first.server_key, &first.devices[0].2, &dir.path().join("ca.key")] {
+            for key in [
+                &first.server_key,
+                &first.devices[0].2,
+                &dir.path().join("ca.key"),
+            ] {
                 let mode = std::fs::metadata(key).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{}", key.display());
             }

@@ -75,7 +75,15 @@ pub async fn post_readings(
     peer: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, peer, body, DeviceMessage::Readings).await
+    post_message(
+        state,
+        device_id,
+        headers,
+        peer,
+        body,
+        DeviceMessage::Readings,
+    )
+    .await
 }
 
 /// `POST /api/v1/gateways/{gateway_id}/ble`: the HTTP twin of the MQTT BLE relay topic.
@@ -114,7 +122,15 @@ pub async fn post_vendor(
         (None, Some(certified)) => certified.as_str().to_owned(),
         (None, None) => return unauthorized("no_credentials", NO_CREDENTIALS),
     };
-    post_message(state, user, headers, peer, body, DeviceMessage::Vendor(template)).await
+    post_message(
+        state,
+        user,
+        headers,
+        peer,
+        body,
+        DeviceMessage::Vendor(template),
+    )
+    .await
 }
 
 async fn post_message(

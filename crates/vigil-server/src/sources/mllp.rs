@@ -73,9 +73,14 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let for_connections = shutdown.clone();
-    transport::serve(listener, shutdown, tracker, move |stream, _peer, identity| {
-        connection(stream, identity, ctx.clone(), for_connections.clone())
-    })
+    transport::serve(
+        listener,
+        shutdown,
+        tracker,
+        move |stream, _peer, identity| {
+            connection(stream, identity, ctx.clone(), for_connections.clone())
+        },
+    )
     .await
 }
 
@@ -97,6 +102,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 break;
             }
             Ok(None) => break,
+            // A TLS peer closing without close_notify (python's ssl and many others do): the
+            // connection ended, the stream was not garbled. A half-sent frame got no ACK.
+            Ok(Some(Err(vigil_codecs::MllpError::Io(e))))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                break;
+            }
             Ok(Some(Err(e))) => {
                 telemetry::message_rejected(SOURCE, e.kind());
                 tracing::warn!(
@@ -229,8 +241,8 @@ async fn accept(
         tokio::task::spawn_blocking(move || {
             prepare(store.as_ref(), &message, certified.as_ref(), now)
         })
-            .await
-            .map_err(|_| Refusal::internal("internal"))??
+        .await
+        .map_err(|_| Refusal::internal("internal"))??
     };
     let readings: usize = prepared.iter().map(|s| s.readings.len()).sum();
     let outcomes = ctx.ingest.submit_all(prepared).await.map_err(|e| {

@@ -204,14 +204,19 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let for_connections = shutdown.clone();
-    transport::serve(listener, shutdown, tracker, move |stream, peer, identity| {
-        let (ctx, shutdown) = (ctx.clone(), for_connections.clone());
-        async move {
-            if let Err(reason) = Connection::run(stream, peer, identity, ctx, shutdown).await {
-                tracing::debug!(%reason, "mqtt connection closed");
+    transport::serve(
+        listener,
+        shutdown,
+        tracker,
+        move |stream, peer, identity| {
+            let (ctx, shutdown) = (ctx.clone(), for_connections.clone());
+            async move {
+                if let Err(reason) = Connection::run(stream, peer, identity, ctx, shutdown).await {
+                    tracing::debug!(%reason, "mqtt connection closed");
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -697,12 +702,18 @@ async fn authenticate(
     let certified = identity.device.as_ref();
     let device = match (certified, &connect.username) {
         (Some(named), Some(user)) if user != named.as_str() => {
-            return Err((ConnectRefusal::NotAuthorized, "certificate_names_another_device"));
+            return Err((
+                ConnectRefusal::NotAuthorized,
+                "certificate_names_another_device",
+            ));
         }
         (Some(named), None)
             if !connect.client_id.is_empty() && connect.client_id != named.as_str() =>
         {
-            return Err((ConnectRefusal::NotAuthorized, "certificate_names_another_device"));
+            return Err((
+                ConnectRefusal::NotAuthorized,
+                "certificate_names_another_device",
+            ));
         }
         (Some(named), _) => named.clone(),
         (None, Some(user)) if connect.password.is_some() => DeviceId::new(user.clone())
