@@ -292,6 +292,9 @@ fn https_speaks_tls_13_and_12_only_and_refuses_older_versions_and_plain_text() {
     let ca = w.ca();
     let ca = ca.to_str().unwrap();
     let healthz = format!("{}/healthz", server.http);
+    // A client that connects and never starts its handshake holds up nobody: handshakes run in
+    // each connection's own task, not in the accept loop.
+    let _stalled = std::net::TcpStream::connect(("127.0.0.1", server.http_port())).unwrap();
 
     // TLS 1.3 by default, TLS 1.2 when the client goes no higher; both verified against the CA.
     for (extra, version) in [(None, "TLSv1.3"), (Some(["--tls-max", "1.2"]), "TLSv1.2")] {
@@ -474,6 +477,13 @@ fn devices_sign_in_over_mqtts_with_their_certificate_or_their_secret_and_only_as
         ],
     );
     assert!(!out.status.success(), "{}", text(&out));
+    let m = metrics(&w, &server);
+    assert!(
+        m.contains(
+            r#"vigil_tls_handshakes_failed_total{listener="MQTT",reason="client_certificate"} 1"#
+        ),
+        "{m}"
+    );
     // No password and no certificate.
     let out = mosquitto_pub(&w, port, &obs("mon-1"), &foreign, &["-i", "mon-1"]);
     assert!(!out.status.success(), "{}", text(&out));
