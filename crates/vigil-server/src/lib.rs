@@ -10,6 +10,8 @@ pub mod pipeline;
 pub mod sources;
 pub mod surveillance;
 pub mod telemetry;
+pub mod tls;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,8 +35,12 @@ pub struct ServerConfig {
     pub mqtt: Option<SocketAddr>,
     /// The HL7 v2 MLLP listener's address; `None` (the default) runs without it.
     pub mllp: Option<SocketAddr>,
-    /// Base URL clients use to reach the HTTP API; defaults to `http://{http}`.
+    /// Base URL clients use to reach the HTTP API; defaults to `http://{http}` (`https://` with
+    /// TLS).
     pub public_url: Option<String>,
+    /// Certificate and key for all listeners (HTTPS, MQTT over TLS, MLLP over TLS), and the CA
+    /// of device certificates; `None`: every listener is plaintext.
+    pub tls: Option<tls::TlsSettings>,
     pub pipeline: PipelineConfig,
     pub mqtt_config: MqttConfig,
     pub limits: vigil_codecs::DecodeLimits,
@@ -64,6 +70,7 @@ impl ServerConfig {
             mqtt,
             mllp: None,
             public_url: None,
+            tls: None,
             pipeline: PipelineConfig::default(),
             mqtt_config: MqttConfig::default(),
             limits: vigil_codecs::DecodeLimits::default(),
@@ -91,6 +98,8 @@ pub enum ServerError {
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
     Oidc(#[from] auth::oidc::OidcError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot start the ingest writer: {0}")]
     Writer(std::io::Error),
     #[error("cannot start surveillance: {0}")]
@@ -102,6 +111,8 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     pub mqtt_addr: Option<SocketAddr>,
     pub mllp_addr: Option<SocketAddr>,
+    /// Whether the listeners speak TLS (`https://`, `mqtts://`).
+    pub tls: bool,
     pub broker: Arc<BrokerContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -145,11 +156,25 @@ impl RunningServer {
     }
 }
 
+/// Binds one listener; `tls`: its TLS configuration, if the server has one.
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(transport::Listener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind { what, addr, source };
+    let tcp = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = tcp.local_addr().map_err(bind_error)?;
+    Ok((transport::Listener::new(tcp, tls, what), local))
+}
+
 /// Binds the listeners and starts every task. Returns once Vigil is accepting connections.
 pub async fn start(
     config: ServerConfig,
     store: Arc<dyn Store>,
 ) -> Result<RunningServer, ServerError> {
+    // First: a bad certificate or key file stops start-up, naming the file, before anything runs.
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let metrics = telemetry::install();
     let tokens = auth::TokenKeys::load_or_create(&config.data_dir)?;
     let pseudonyms = auth::Pseudonyms::load_or_create(&config.data_dir)?;
@@ -174,25 +199,12 @@ pub async fn start(
     let guard = guard::Guard::new(&config.defence, intrusion.clone());
     let ingest = ingest.with_guard(guard.clone());
 
-    let http_listener =
-        TcpListener::bind(config.http)
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: "HTTP",
-                addr: config.http,
-                source,
-            })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind {
-            what: "HTTP",
-            addr: config.http,
-            source,
-        })?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let (http_listener, http_addr) =
+        bind("HTTP", config.http, tls.as_ref().map(tls::with_http_alpn)).await?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{http_addr}")
+    });
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -219,18 +231,8 @@ pub async fn start(
     }
     let mut mqtt_addr = None;
     if let Some(addr) = config.mqtt {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: "MQTT",
-                addr,
-                source,
-            })?;
-        mqtt_addr = Some(listener.local_addr().map_err(|source| ServerError::Bind {
-            what: "MQTT",
-            addr,
-            source,
-        })?);
+        let (listener, local) = bind("MQTT", addr, tls.clone()).await?;
+        mqtt_addr = Some(local);
         tracker.spawn(mqtt::serve(
             listener,
             broker.clone(),
@@ -273,18 +275,8 @@ pub async fn start(
 
     let mut mllp_addr = None;
     if let Some(addr) = config.mllp {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                what: "MLLP",
-                addr,
-                source,
-            })?;
-        mllp_addr = Some(listener.local_addr().map_err(|source| ServerError::Bind {
-            what: "MLLP",
-            addr,
-            source,
-        })?);
+        let (listener, local) = bind("MLLP", addr, tls.clone()).await?;
+        mllp_addr = Some(local);
         let ctx = Arc::new(sources::mllp::MllpContext::new(
             store.clone(),
             ingest.clone(),
@@ -315,24 +307,18 @@ pub async fn start(
         cors_origins: config.defence.cors_origins.clone(),
     });
     let router = api::app(state);
-    let http_shutdown = shutdown.clone();
-    tracker.spawn(async move {
-        // The remote address is what the per-client rate limit counts by.
-        let served = axum::serve(
-            http_listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
-    tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, mllp = ?mllp_addr, "vigil is listening");
+    tracker.spawn(transport::serve_http(
+        http_listener,
+        router,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, mllp = ?mllp_addr, tls = tls.is_some(), "vigil is listening");
     Ok(RunningServer {
         http_addr,
         mqtt_addr,
         mllp_addr,
+        tls: tls.is_some(),
         broker,
         shutdown,
         tracker,

@@ -22,6 +22,7 @@ pub const INTRUSION_SIGNALS: &str = "vigil_intrusion_signals_total";
 pub const SECURITY_ALERTS: &str = "vigil_security_alerts_total";
 pub const INTRUSION_DROPPED: &str = "vigil_intrusion_alerts_dropped_total";
 pub const INTRUSION_UNTRACKED: &str = "vigil_intrusion_untracked_total";
+pub const TLS_HANDSHAKES_FAILED: &str = "vigil_tls_handshakes_failed_total";
 
 /// Installs the global recorder once and returns the handle `/metrics` renders from.
 pub fn install() -> PrometheusHandle {
@@ -111,6 +112,10 @@ fn describe() {
         INTRUSION_UNTRACKED,
         "Intrusion signals not tracked because the detector already tracks its maximum of subjects."
     );
+    metrics::describe_counter!(
+        TLS_HANDSHAKES_FAILED,
+        "TLS handshakes that failed (old protocol, unknown client certificate, plain text on a TLS port, timeout), by listener and reason."
+    );
 }
 
 pub fn record_commit(elapsed: Duration, submissions: usize, items: usize) {
@@ -149,6 +154,10 @@ pub fn mqtt_refused(reason: &'static str) {
 
 pub fn http_auth_refused(reason: &'static str) {
     counter!(HTTP_AUTH_REFUSED, "reason" => reason).increment(1);
+}
+
+pub fn tls_handshake_failed(listener: &'static str, reason: &'static str) {
+    counter!(TLS_HANDSHAKES_FAILED, "listener" => listener, "reason" => reason).increment(1);
 }
 
 pub fn devices_connected(delta: f64) {

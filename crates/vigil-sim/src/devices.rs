@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Timelike;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio_util::sync::CancellationToken;
 
 use crate::ward::{Pendant, SimPatient};
@@ -20,6 +20,22 @@ pub struct WardConfig {
     pub interval: Duration,
     /// Every how many messages blood pressure and temperature are included.
     pub spot_check_every: u64,
+    /// MQTT over TLS with this client configuration (which CA to trust); `None`: plaintext.
+    pub tls: Option<TlsConfiguration>,
+}
+
+impl WardConfig {
+    fn options(&self, client_id: &str, secret: Option<String>) -> MqttOptions {
+        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        if let Some(secret) = secret {
+            options.set_credentials(client_id, secret);
+        }
+        if let Some(tls) = &self.tls {
+            options.set_transport(Transport::tls_with_config(tls.clone()));
+        }
+        options
+    }
 }
 
 /// Counters shared by all simulated devices.
@@ -76,11 +92,7 @@ async fn run_pendant(
     stats: Arc<WardStats>,
     shutdown: CancellationToken,
 ) {
-    let mut options = MqttOptions::new(pendant.device_id.clone(), config.host.clone(), config.port);
-    options.set_keep_alive(Duration::from_secs(30));
-    if let Some(secret) = secret {
-        options.set_credentials(pendant.device_id.clone(), secret);
-    }
+    let options = config.options(&pendant.device_id, secret);
     let (client, mut events) = AsyncClient::new(options, 16);
     let poll_shutdown = shutdown.clone();
     let poller = tokio::spawn(async move {
@@ -139,12 +151,8 @@ async fn run_monitor(
     stats: Arc<WardStats>,
     shutdown: CancellationToken,
 ) {
-    let mut options = MqttOptions::new(patient.device_id.clone(), config.host.clone(), config.port);
-    options.set_keep_alive(Duration::from_secs(30));
+    let mut options = config.options(&patient.device_id, secret);
     options.set_clean_session(true);
-    if let Some(secret) = secret {
-        options.set_credentials(patient.device_id.clone(), secret);
-    }
     let (client, mut events) = AsyncClient::new(options, 64);
     let obs_topic = format!("vigil/v1/devices/{}/obs", patient.device_id);
     let errors_topic = format!("vigil/v1/devices/{}/errors", patient.device_id);

@@ -37,10 +37,32 @@ pub struct ServeArgs {
     /// Base URL clients use to reach the API (for FHIR links), e.g. https://vigil.example.org.
     #[arg(long, env = "VIGIL_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// Listen on non-loopback addresses without TLS (TLS arrives with the security work; until
-    /// then this must be said explicitly).
+    /// PEM certificate chain for every listener (HTTPS, MQTT over TLS, MLLP over TLS).
+    #[arg(long, env = "VIGIL_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "VIGIL_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of the CA(s) issuing device client certificates (mutual TLS).
+    #[arg(long, env = "VIGIL_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Listen on non-loopback addresses without TLS (e.g. behind a TLS-terminating proxy).
+    /// Without TLS and without this flag, only loopback addresses are allowed.
     #[arg(long, env = "VIGIL_ALLOW_PLAINTEXT")]
     pub allow_plaintext: bool,
+}
+
+/// The `[tls]` section: when present, every listener speaks TLS 1.2 or 1.3 (docs/tls.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFileConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub key: Option<PathBuf>,
+    /// PEM bundle of the CA(s) that issue device client certificates; omitted: devices sign in
+    /// with secrets only.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The config file. Every field is optional; flags and environment win.
@@ -59,8 +81,10 @@ pub struct FileConfig {
     pub mllp: Option<SocketAddr>,
     /// Public base URL of the API.
     pub public_url: Option<String>,
-    /// Allow non-loopback plaintext listeners.
+    /// Allow non-loopback listeners without TLS (default false).
     pub allow_plaintext: Option<bool>,
+    /// Certificate, key and client CA for all listeners.
+    pub tls: Option<TlsFileConfig>,
     /// Cohort rule sets file (TOML); default: the built-in `config/cohorts.toml`.
     pub cohorts: Option<PathBuf>,
     /// What to expect of devices, per device kind (`multiparameter-monitor`, `wearable`, …):
@@ -254,21 +278,50 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
             .unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal"))
     });
     let mllp = args.mllp.or(file.mllp);
+    let file_tls = file.tls.unwrap_or_default();
+    let tls = match (
+        args.tls_cert.or(file_tls.cert),
+        args.tls_key.or(file_tls.key),
+        args.tls_client_ca.or(file_tls.client_ca),
+    ) {
+        (Some(cert), Some(key), client_ca) => Some(vigil_server::tls::TlsSettings {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None, None) => None,
+        (None, None, Some(_)) => bail!(
+            "a TLS client CA is configured without a server certificate: give [tls] cert and key (or --tls-cert and --tls-key)"
+        ),
+        (Some(_), None, _) => {
+            bail!("a TLS certificate is configured without its key: give [tls] key (or --tls-key)")
+        }
+        (None, Some(_), _) => bail!(
+            "a TLS key is configured without its certificate: give [tls] cert (or --tls-cert)"
+        ),
+    };
     let allow_plaintext = args.allow_plaintext || file.allow_plaintext.unwrap_or(false);
-    for (what, addr) in [("HTTP", Some(http)), ("MQTT", mqtt), ("MLLP", mllp)] {
-        if let Some(addr) = addr
-            && !addr.ip().is_loopback()
-        {
-            if !allow_plaintext {
-                bail!(
-                    "refusing to expose the {what} listener on {addr} without TLS; bind to 127.0.0.1 or pass --allow-plaintext if a TLS-terminating proxy is in front"
+    if tls.is_none() {
+        for (what, addr) in [("HTTP", Some(http)), ("MQTT", mqtt), ("MLLP", mllp)] {
+            if let Some(addr) = addr
+                && !addr.ip().is_loopback()
+            {
+                if !allow_plaintext {
+                    bail!(
+                        "refusing to expose the {what} listener on {addr} without TLS: configure [tls] cert and key (or --tls-cert and --tls-key), bind to a loopback address such as 127.0.0.1, or pass --allow-plaintext if a TLS-terminating proxy is in front"
+                    );
+                }
+                tracing::warn!(
+                    listener = what,
+                    %addr,
+                    "PLAINTEXT listener on a non-loopback address (--allow-plaintext): device secrets, tokens and patient data cross the network unencrypted unless a TLS-terminating proxy is in front"
                 );
             }
-            tracing::warn!(listener = what, %addr, "plaintext listener on a non-loopback address");
         }
     }
     let mut config = vigil_server::ServerConfig::new(data_dir, http, mqtt);
     config.mllp = mllp;
+    config.tls = tls;
     config.public_url = args.public_url.or(file.public_url);
     config.cohorts = match &file.cohorts {
         Some(path) => {
@@ -295,16 +348,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&config.data_dir)?;
     let server = vigil_server::start(config, store).await?;
     println!("Vigil is running.");
-    println!(
-        "  HTTP API  http://{}  (FHIR at /fhir, metrics at /metrics)",
-        server.http_addr
-    );
-    if let Some(mqtt) = server.mqtt_addr {
-        println!("  MQTT      mqtt://{mqtt}");
-    }
-    if let Some(mllp) = server.mllp_addr {
-        println!("  MLLP      mllp://{mllp}  (HL7 v2 ORU^R01)");
-    }
+    print_listeners(&server);
     let token = server.shutdown_token();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -324,6 +368,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.run_until_stopped().await;
     Ok(())
+}
+
+/// The listeners' URLs, with the scheme saying whether they are encrypted.
+pub fn print_listeners(server: &vigil_server::RunningServer) {
+    let (http, mqtt, mllp) = if server.tls {
+        ("https", "mqtts", "mllps")
+    } else {
+        ("http", "mqtt", "mllp")
+    };
+    println!(
+        "  HTTP API  {http}://{}  (FHIR at /fhir, metrics at /metrics)",
+        server.http_addr
+    );
+    if let Some(addr) = server.mqtt_addr {
+        println!("  MQTT      {mqtt}://{addr}");
+    }
+    if let Some(addr) = server.mllp_addr {
+        println!("  MLLP      {mllp}://{addr}  (HL7 v2 ORU^R01 in MLLP frames)");
+    }
 }
 
 pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn vigil_store::Store>> {
@@ -392,6 +455,9 @@ quarantine = true
             no_mqtt: false,
             mllp: None,
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             allow_plaintext: false,
         }
     }
@@ -410,6 +476,32 @@ quarantine = true
         assert!(resolve(a.clone()).is_err());
         a.allow_plaintext = true;
         assert!(resolve(a).is_ok());
+    }
+
+    #[test]
+    fn tls_lets_a_public_listener_start_and_needs_both_files() {
+        let mut a = args();
+        a.http = Some("0.0.0.0:8080".parse().unwrap());
+        a.tls_cert = Some("/etc/vigil/cert.pem".into());
+        let err = resolve(a.clone()).unwrap_err().to_string();
+        assert!(err.contains("without its key"), "{err}");
+        a.tls_key = Some("/etc/vigil/key.pem".into());
+        let c = resolve(a).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.key, PathBuf::from("/etc/vigil/key.pem"));
+        assert_eq!(tls.client_ca, None);
+    }
+
+    #[test]
+    fn the_tls_section_is_read_and_checked_for_unknown_keys() {
+        let file: FileConfig =
+            toml::from_str("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n")
+                .unwrap();
+        let tls = file.tls.unwrap();
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        let err =
+            toml::from_str::<FileConfig>("[tls]\ncert = \"c.pem\"\nkye = \"k.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("kye"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,23 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Run without TLS (http://, mqtt://). By default the demo makes a development CA in its
+    /// data directory and serves https:// and mqtts://.
+    #[arg(long)]
+    pub plaintext: bool,
+}
+
+/// The simulated devices' TLS client: trusts the demo's development CA only.
+fn ward_tls(ca: &std::path::Path) -> anyhow::Result<rumqttc::TlsConfiguration> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in vigil_server::tls::read_certificates(ca)? {
+        roots.add(cert)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(vigil_server::tls::crypto_provider())
+        .with_protocol_versions(vigil_server::tls::PROTOCOL_VERSIONS)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
 }
 
 /// Binds the preferred address if free, otherwise any free port on loopback.
@@ -98,7 +115,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let http = free_addr("127.0.0.1:8080").await;
     let mqtt = free_addr("127.0.0.1:1883").await;
-    let config = vigil_server::ServerConfig::new(data_dir.clone(), http, Some(mqtt));
+    let dev_ca = if args.plaintext {
+        None
+    } else {
+        Some(crate::dev_ca::ensure(&data_dir.join("dev-ca"), &[], &[])?)
+    };
+    let mut config = vigil_server::ServerConfig::new(data_dir.clone(), http, Some(mqtt));
+    config.tls = dev_ca.as_ref().map(crate::dev_ca::DevCa::tls_settings);
     let server = vigil_server::start(config, store.clone()).await?;
     let mqtt_addr = server
         .mqtt_addr
@@ -108,7 +131,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "demo-clinician",
         chrono::Duration::hours(12),
     )?;
-    let base = format!("http://{}", server.http_addr);
+    let (base, mqtt_url, curl) = match &dev_ca {
+        Some(ca) => (
+            format!("https://{}", server.http_addr),
+            format!("mqtts://{mqtt_addr}"),
+            format!("curl --cacert {}", ca.ca_cert.display()),
+        ),
+        None => (
+            format!("http://{}", server.http_addr),
+            format!("mqtt://{mqtt_addr}"),
+            "curl".to_owned(),
+        ),
+    };
 
     println!();
     println!(
@@ -119,7 +153,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  HTTP API   {base}");
     println!("  FHIR       {base}/fhir/metadata");
     println!(
-        "  MQTT       mqtt://{mqtt_addr}   (devices: user name = device id, password = device secret)"
+        "  MQTT       {mqtt_url}   (devices: user name = device id, password = device secret)"
     );
     println!("  Metrics    {base}/metrics");
     println!(
@@ -131,6 +165,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    if let Some(ca) = &dev_ca {
+        println!();
+        println!(
+            "  TLS uses a DEVELOPMENT certificate authority {} for this demo: {}",
+            if ca.created { "made" } else { "reused" },
+            ca.ca_cert.display()
+        );
+        println!(
+            "  It is not a real authority and is trusted by nothing else. Trust it only for this demo,"
+        );
+        println!(
+            "  per command: curl --cacert {0}   mosquitto_sub --cafile {0}",
+            ca.ca_cert.display()
+        );
+        println!("  (vigil demo --plaintext runs without TLS.)");
+    }
     println!();
     println!("  Clinician token (12 h), ready to paste into another terminal:");
     println!("  export TOKEN={token}");
@@ -138,17 +188,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  Then try:");
     for example in [
         format!(
-            "curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Observation?patient=pat-004&code=http://loinc.org|8867-4&_sort=-date&_count=5'"
+            "{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Observation?patient=pat-004&code=http://loinc.org|8867-4&_sort=-date&_count=5'"
         ),
-        format!("curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Patient?name=havel'"),
+        format!("{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/fhir/Patient?name=havel'"),
         format!(
-            "curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/patients/pat-004/news2'"
+            "{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/patients/pat-004/news2'"
         ),
         format!(
-            "curl -sN -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/stream' | grep -A1 'event: alarm'"
+            "{curl} -sN -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/stream' | grep -A1 'event: alarm'"
         ),
-        format!("curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/alerts'"),
-        format!("curl -s '{base}/metrics' | grep vigil_readings"),
+        format!("{curl} -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/alerts'"),
+        format!("{curl} -s '{base}/metrics' | grep vigil_readings"),
     ] {
         println!("  {example}");
     }
@@ -185,6 +235,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         qos: 1,
         interval: Duration::from_secs_f64(args.interval.max(0.05)),
         spot_check_every: 30,
+        tls: dev_ca
+            .as_ref()
+            .map(|ca| ward_tls(&ca.ca_cert))
+            .transpose()?,
     };
     let ward = tokio::spawn(run_ward(
         patients,

@@ -8,6 +8,7 @@ mod bench_hl7;
 mod bench_latency;
 mod config;
 mod demo;
+mod dev_ca;
 mod people;
 mod sim;
 
@@ -33,6 +34,9 @@ enum Command {
     /// Try Vigil in one command: a simulated ward of 20 patients streaming vital signs into an
     /// embedded hub, with URLs and a clinician token printed.
     Demo(demo::DemoArgs),
+    /// Write a local development CA, a server certificate for localhost and client certificates
+    /// for devices (mutual TLS). For development and tests only.
+    DevCa(dev_ca::DevCaArgs),
     /// Manage patients in a data directory (works while the server runs).
     #[command(subcommand)]
     Patient(admin::PatientCommand),
@@ -80,6 +84,8 @@ fn init_tracing() {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before anything builds a TLS configuration: two crypto providers are compiled in.
+    vigil_server::tls::install_crypto_provider();
     let cli = Cli::parse();
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -88,6 +94,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(config::serve(args)),
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::DevCa(args) => dev_ca::run(args),
         Command::Patient(cmd) => admin::patient(cmd),
         Command::Device(cmd) => admin::device(cmd),
         Command::Token(cmd) => admin::token(cmd),

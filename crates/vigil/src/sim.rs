@@ -136,6 +136,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         qos: args.qos.min(2),
         interval: Duration::from_secs_f64(1.0 / args.rate.max(0.001)),
         spot_check_every: 30,
+        tls: None,
     };
     let ward = tokio::spawn(run_ward(
         patients,

@@ -154,6 +154,20 @@ fn ward() -> Ward {
         "--name",
         "Eva Novak",
     ]);
+    // nadia works at the central station, whose care team looks after every patient.
+    vigil(&[
+        "team",
+        "set",
+        "--data-dir",
+        &data,
+        "--id",
+        "central",
+        "--name",
+        "Central monitoring",
+        "--member",
+        "nadia",
+        "--every-patient",
+    ]);
     let token = vigil(&[
         "token",
         "issue",

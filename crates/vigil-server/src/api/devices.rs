@@ -1,7 +1,8 @@
 //! `POST /api/v1/devices/{device_id}/obs` and `…/events`: the HTTP twins of the MQTT readings and
 //! events topics. Devices
-//! authenticate with HTTP Basic (username = device id, password = device secret); user tokens are
-//! refused here, and device secrets are refused everywhere else.
+//! authenticate with HTTP Basic (username = device id, password = device secret), or over mutual
+//! TLS with a client certificate naming the device (`docs/tls.md`); user tokens are refused here,
+//! and device secrets are refused everywhere else.
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ use super::problem::Problem;
 use crate::auth;
 use crate::pipeline::{self, DeviceMessage, IngestError, MessageError};
 use crate::telemetry;
+use crate::transport::PeerIdentity;
+
+const NO_CREDENTIALS: &str = "Devices authenticate with HTTP Basic (the device id as user name and the device secret as password) or with a client certificate naming the device.";
 
 const CHALLENGE: &str = "Basic realm=\"vigil-devices\", charset=\"UTF-8\"";
 
@@ -68,15 +72,17 @@ fn body_problem(rejection: &BytesRejection, max: usize) -> Response {
 pub async fn post_readings(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    peer: Peer,
+    Peer(address): Peer,
     headers: HeaderMap,
+    identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     post_message(
         state,
         device_id,
-        peer,
+        address,
         headers,
+        identity,
         body,
         DeviceMessage::Readings,
     )
@@ -87,22 +93,42 @@ pub async fn post_readings(
 pub async fn post_ble(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    peer: Peer,
+    Peer(address): Peer,
     headers: HeaderMap,
+    identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, peer, headers, body, DeviceMessage::Ble).await
+    post_message(
+        state,
+        device_id,
+        address,
+        headers,
+        identity,
+        body,
+        DeviceMessage::Ble,
+    )
+    .await
 }
 
 /// `POST /api/v1/devices/{device_id}/events`: the HTTP twin of the MQTT events topic.
 pub async fn post_event(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    peer: Peer,
+    Peer(address): Peer,
     headers: HeaderMap,
+    identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, peer, headers, body, DeviceMessage::Event).await
+    post_message(
+        state,
+        device_id,
+        address,
+        headers,
+        identity,
+        body,
+        DeviceMessage::Event,
+    )
+    .await
 }
 
 /// `POST /api/v1/ingest/{template}`: the HTTP twin of the MQTT vendor topic; the device signs
@@ -110,21 +136,22 @@ pub async fn post_event(
 pub async fn post_vendor(
     State(state): State<Arc<AppState>>,
     Path(template): Path<String>,
-    peer: Peer,
+    Peer(address): Peer,
     headers: HeaderMap,
+    identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some((user, _)) = basic_credentials(&headers) else {
-        return unauthorized(
-            "no_credentials",
-            "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
-        );
+    let user = match (basic_credentials(&headers), &identity.device) {
+        (Some((user, _)), _) => user,
+        (None, Some(certified)) => certified.as_str().to_owned(),
+        (None, None) => return unauthorized("no_credentials", NO_CREDENTIALS),
     };
     post_message(
         state,
         user,
-        peer,
+        address,
         headers,
+        identity,
         body,
         DeviceMessage::Vendor(template),
     )
@@ -134,22 +161,27 @@ pub async fn post_vendor(
 async fn post_message(
     state: Arc<AppState>,
     device_id: String,
-    Peer(peer): Peer,
+    address: Option<std::net::IpAddr>,
     headers: HeaderMap,
+    identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
     message: DeviceMessage,
 ) -> Response {
-    let Some((user, secret)) = basic_credentials(&headers) else {
-        return unauthorized(
-            "no_credentials",
-            "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
-        );
+    let basic = basic_credentials(&headers);
+    // Who signs in: the Basic user name, else the device the client certificate names.
+    let Some(claimed) = basic
+        .as_ref()
+        .map(|(user, _)| user.as_str())
+        .or(identity.device.as_ref().map(DeviceId::as_str))
+    else {
+        return unauthorized("no_credentials", NO_CREDENTIALS);
     };
     let Ok(device) = DeviceId::new(device_id) else {
         return Problem::new(StatusCode::NOT_FOUND, "unknown-device", "No such device.")
             .into_response();
     };
-    if user != device.as_str() {
+    // A certificate naming another device refuses the request even if a secret is also given.
+    if claimed != device.as_str() || identity.device.as_ref().is_some_and(|c| c != &device) {
         telemetry::http_auth_refused("foreign_device");
         return Problem::new(
             StatusCode::FORBIDDEN,
@@ -172,17 +204,20 @@ async fn post_message(
         }
     };
     let intrusion = state.ingest.guard().intrusion();
-    match stored {
-        Some(hash) if hash == vigil_store::REVOKED => {
+    match (stored, &basic) {
+        (Some(hash), _) if hash == vigil_store::REVOKED => {
             return unauthorized("revoked", "This device's credentials were revoked.");
         }
-        Some(hash) if auth::device_secret_matches(&hash, &secret) => {}
-        Some(_) => {
-            intrusion.auth_failure(Some(device.as_str()), peer);
+        (Some(hash), Some((_, secret))) if auth::device_secret_matches(&hash, secret) => {}
+        (Some(_), Some(_)) => {
+            intrusion.auth_failure(Some(device.as_str()), address);
             return unauthorized("bad_secret", "Wrong device id or secret.");
         }
-        None => {
-            intrusion.auth_failure(Some(device.as_str()), peer);
+        // No secret: the certificate names this device (checked above).
+        (Some(_), None) if identity.device.is_some() => {}
+        (Some(_), None) => return unauthorized("no_credentials", NO_CREDENTIALS),
+        (None, _) => {
+            intrusion.auth_failure(Some(device.as_str()), address);
             return unauthorized("unknown_device", "Wrong device id or secret.");
         }
     }

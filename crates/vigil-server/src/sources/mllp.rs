@@ -9,7 +9,9 @@
 //! answer `AA`. Whatever is refused is answered `AE` (the sender may retry: an unknown patient may
 //! be admitted later, a failed commit may succeed) or `AR` (it never will: an unknown sender,
 //! an unsupported message) with an ERR segment saying why, and none of its readings is stored.
-//! The answer follows MSH-16 (original mode when it is empty: always).
+//! The answer follows MSH-16 (original mode when it is empty: always). Over TLS with a client
+//! certificate that names a device (`docs/tls.md`), MSH-3 must name that same device (`AR`
+//! otherwise).
 //!
 //! One leniency: a message whose last segment lacks its carriage return gets one. Common senders
 //! strip it (python `hl7`'s `mllp_send` does), and over MLLP the frame is complete by
@@ -25,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +41,7 @@ use vigil_store::{Outcome, Store, StoreError, Submission};
 
 use crate::pipeline::Ingest;
 use crate::telemetry;
+use crate::transport::{self, PeerIdentity};
 
 const SOURCE: &str = "mllp";
 
@@ -64,31 +67,29 @@ impl MllpContext {
 
 /// Accepts connections until `shutdown`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: transport::Listener,
     ctx: Arc<MllpContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let _ = stream.set_nodelay(true);
-                let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-                tracker.spawn(async move { connection(stream, ctx, shutdown).await });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "mllp accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    let for_connections = shutdown.clone();
+    transport::serve(
+        listener,
+        shutdown,
+        tracker,
+        move |stream, _peer, identity| {
+            connection(stream, identity, ctx.clone(), for_connections.clone())
+        },
+    )
+    .await
 }
 
-async fn connection(stream: TcpStream, ctx: Arc<MllpContext>, shutdown: CancellationToken) {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    identity: PeerIdentity,
+    ctx: Arc<MllpContext>,
+    shutdown: CancellationToken,
+) {
     let mut framed = Framed::new(stream, MllpCodec::new(ctx.limits.max_bytes));
     loop {
         let next = tokio::select! {
@@ -101,6 +102,13 @@ async fn connection(stream: TcpStream, ctx: Arc<MllpContext>, shutdown: Cancella
                 break;
             }
             Ok(None) => break,
+            // A TLS peer closing without close_notify (python's ssl and many others do): the
+            // connection ended, the stream was not garbled. A half-sent frame got no ACK.
+            Ok(Some(Err(vigil_codecs::MllpError::Io(e))))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                break;
+            }
             Ok(Some(Err(e))) => {
                 telemetry::message_rejected(SOURCE, e.kind());
                 tracing::warn!(
@@ -117,7 +125,7 @@ async fn connection(stream: TcpStream, ctx: Arc<MllpContext>, shutdown: Cancella
             [frame.as_ref(), b"\r"].concat().into()
         };
         // Handled to the end even if shutdown starts meanwhile: the sender gets its answer.
-        if let Some(ack) = handle(&ctx, &frame).await
+        if let Some(ack) = handle(&ctx, &frame, identity.device.as_ref()).await
             && framed.send(ack).await.is_err()
         {
             break;
@@ -167,7 +175,8 @@ impl Refusal {
 }
 
 /// Decodes, checks and stores one message; the ACK to send, if the sender wants one.
-async fn handle(ctx: &MllpContext, frame: &[u8]) -> Option<Vec<u8>> {
+/// `certified`: the device the sender's TLS client certificate names, if any.
+async fn handle(ctx: &MllpContext, frame: &[u8], certified: Option<&DeviceId>) -> Option<Vec<u8>> {
     let now = chrono::Utc::now();
     let control_id = next_control_id(now);
     let keep = |kind: &str, reason: String| {
@@ -191,7 +200,7 @@ async fn handle(ctx: &MllpContext, frame: &[u8]) -> Option<Vec<u8>> {
             return wanted.then(|| build_nack(frame, &e, now, &control_id));
         }
     };
-    let (code, error) = match accept(ctx, &message, now).await {
+    let (code, error) = match accept(ctx, &message, certified, now).await {
         Ok(()) => (AckCode::Accept, None),
         Err(refusal) => {
             telemetry::message_rejected(SOURCE, refusal.kind);
@@ -219,13 +228,21 @@ async fn handle(ctx: &MllpContext, frame: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The checks that need the registry, then the commit.
-async fn accept(ctx: &MllpContext, message: &Arc<OruMessage>, now: Instant) -> Result<(), Refusal> {
+async fn accept(
+    ctx: &MllpContext,
+    message: &Arc<OruMessage>,
+    certified: Option<&DeviceId>,
+    now: Instant,
+) -> Result<(), Refusal> {
     let store = ctx.store.clone();
     let prepared = {
         let message = Arc::clone(message);
-        tokio::task::spawn_blocking(move || prepare(store.as_ref(), &message, now))
-            .await
-            .map_err(|_| Refusal::internal("internal"))??
+        let certified = certified.cloned();
+        tokio::task::spawn_blocking(move || {
+            prepare(store.as_ref(), &message, certified.as_ref(), now)
+        })
+        .await
+        .map_err(|_| Refusal::internal("internal"))??
     };
     let readings: usize = prepared.iter().map(|s| s.readings.len()).sum();
     let outcomes = ctx.ingest.submit_all(prepared).await.map_err(|e| {
@@ -281,6 +298,7 @@ fn find_sender(
 fn prepare(
     store: &dyn Store,
     message: &OruMessage,
+    certified: Option<&DeviceId>,
     now: Instant,
 ) -> Result<Vec<Submission>, Refusal> {
     let internal = |e: StoreError| {
@@ -300,6 +318,16 @@ fn prepare(
     let sender = find_sender(store, &message.header.sending_application)
         .map_err(internal)?
         .ok_or_else(unknown_sender)?;
+    // Over mutual TLS the certificate must name the sender MSH-3 names: a certified gateway
+    // cannot send in another sender's name.
+    if certified.is_some_and(|c| c != &sender) {
+        return Err(Refusal::new(
+            AckCode::Reject,
+            ErrorCode::UnknownKeyIdentifier,
+            msh3,
+            "sender_not_certified",
+        ));
+    }
 
     // PID-3: exactly one patient, by Vigil id or medical record number.
     let pid3 = Some(ErrorLocation::segment("PID", 1).field(3));

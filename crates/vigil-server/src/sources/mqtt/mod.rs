@@ -22,8 +22,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,6 +32,7 @@ use vigil_store::Store;
 use crate::auth;
 use crate::pipeline::{self, DeviceMessage, Ingest, MessageError, MessageReport};
 use crate::telemetry;
+use crate::transport::{self, PeerIdentity};
 use topics::PublishTarget;
 use wire::{ConnectRefusal, DisconnectReason, Inbound, Outbound, Protocol, Refusal};
 
@@ -198,34 +198,26 @@ impl Sessions {
 /// Accepts connections until `shutdown`; each connection runs in its own task, so a fault in one
 /// (even a panic in a packet parser) never affects another.
 pub async fn serve(
-    listener: TcpListener,
+    listener: transport::Listener,
     ctx: Arc<BrokerContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let ctx = ctx.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    if let Err(reason) = Connection::run(stream, peer, ctx, shutdown).await {
-                        tracing::debug!(%reason, "mqtt connection closed");
-                    }
-                });
+    let for_connections = shutdown.clone();
+    transport::serve(
+        listener,
+        shutdown,
+        tracker,
+        move |stream, peer, identity| {
+            let (ctx, shutdown) = (ctx.clone(), for_connections.clone());
+            async move {
+                if let Err(reason) = Connection::run(stream, peer, identity, ctx, shutdown).await {
+                    tracing::debug!(%reason, "mqtt connection closed");
+                }
             }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "mqtt accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// The outcome of one publish, produced (in order) once its commit has finished.
@@ -246,9 +238,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(
-        mut stream: TcpStream,
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        mut stream: S,
         peer: SocketAddr,
+        identity: PeerIdentity,
         ctx: Arc<BrokerContext>,
         shutdown: CancellationToken,
     ) -> Result<(), String> {
@@ -279,7 +272,7 @@ impl Connection {
         .inspect_err(|_| telemetry::mqtt_refused("malformed_connect"))?;
 
         let protocol = connect.protocol;
-        let device = match authenticate(&ctx, &connect, peer).await {
+        let device = match authenticate(&ctx, &connect, &identity, peer).await {
             Ok(device) => device,
             Err((refusal, reason)) => {
                 telemetry::mqtt_refused(reason);
@@ -327,7 +320,7 @@ impl Connection {
         wire::write(self.protocol, packet, &mut self.write_buf);
     }
 
-    async fn flush(&mut self, stream: &mut TcpStream) -> Result<(), String> {
+    async fn flush<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Result<(), String> {
         if !self.write_buf.is_empty() {
             stream
                 .write_all(&self.write_buf)
@@ -338,9 +331,9 @@ impl Connection {
         Ok(())
     }
 
-    async fn close_with(
+    async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         reason: DisconnectReason,
     ) -> Result<(), String> {
         self.write_buf_push(Outbound::Disconnect(reason));
@@ -348,9 +341,9 @@ impl Connection {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn serve(
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         read_buf: &mut BytesMut,
         ctx: &Arc<BrokerContext>,
         outbound_rx: &mut mpsc::Receiver<Outbound>,
@@ -455,12 +448,12 @@ impl Connection {
     }
 
     /// Handles one packet; `Ok(false)` when the client disconnected cleanly.
-    async fn handle(
+    async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         packet: Inbound,
         ctx: &Arc<BrokerContext>,
         inflight: &mut FuturesOrdered<futures_util::future::BoxFuture<'static, PublishDone>>,
-        stream: &mut TcpStream,
+        stream: &mut S,
     ) -> Result<bool, String> {
         match packet {
             Inbound::Publish {
@@ -622,11 +615,11 @@ impl Connection {
 
     /// [`Connection::complete`], but when a commit failed, first sends the acknowledgements of
     /// the publishes before it that did commit, so the device resends only what was not stored.
-    async fn finish(
+    async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         done: PublishDone,
         ctx: &BrokerContext,
-        stream: &mut TcpStream,
+        stream: &mut S,
     ) -> Result<(), String> {
         if let Err(e) = self.complete(done, ctx) {
             let _ = self.flush(stream).await;
@@ -723,9 +716,10 @@ fn error_report(kind: &str, reason: &str) -> Bytes {
 async fn authenticate(
     ctx: &Arc<BrokerContext>,
     connect: &wire::Connect,
+    identity: &PeerIdentity,
     peer: SocketAddr,
 ) -> Result<DeviceId, (ConnectRefusal, &'static str)> {
-    let signed_in = check_secret(ctx, connect).await;
+    let signed_in = check_credentials(ctx, connect, identity).await;
     let device = match signed_in {
         Ok(device) => device,
         Err(refusal @ (_, "bad_secret" | "unknown_device")) => {
@@ -747,15 +741,38 @@ async fn authenticate(
     }
 }
 
-async fn check_secret(
+/// Checks the device's credentials.
+///
+/// Without a client certificate: user name = device id, password = its secret.
+/// With a verified client certificate naming device D (mutual TLS): the device is D, and the
+/// password may be left out. The CONNECT must not claim another device: its user name, or when
+/// it has none its client id, must be D (an empty client id is fine). A password that is given
+/// is still checked. A revoked or unregistered D is refused as it would be with a secret.
+async fn check_credentials(
     ctx: &Arc<BrokerContext>,
     connect: &wire::Connect,
+    identity: &PeerIdentity,
 ) -> Result<DeviceId, (ConnectRefusal, &'static str)> {
-    let (Some(username), Some(password)) = (&connect.username, &connect.password) else {
-        return Err((ConnectRefusal::NotAuthorized, "no_credentials"));
-    };
-    let Ok(device) = DeviceId::new(username.clone()) else {
-        return Err((ConnectRefusal::BadCredentials, "unknown_device"));
+    let certified = identity.device.as_ref();
+    let device = match (certified, &connect.username) {
+        (Some(named), Some(user)) if user != named.as_str() => {
+            return Err((
+                ConnectRefusal::NotAuthorized,
+                "certificate_names_another_device",
+            ));
+        }
+        (Some(named), None)
+            if !connect.client_id.is_empty() && connect.client_id != named.as_str() =>
+        {
+            return Err((
+                ConnectRefusal::NotAuthorized,
+                "certificate_names_another_device",
+            ));
+        }
+        (Some(named), _) => named.clone(),
+        (None, Some(user)) if connect.password.is_some() => DeviceId::new(user.clone())
+            .map_err(|_| (ConnectRefusal::BadCredentials, "unknown_device"))?,
+        (None, _) => return Err((ConnectRefusal::NotAuthorized, "no_credentials")),
     };
     let store = ctx.store.clone();
     let lookup = device.clone();
@@ -763,13 +780,15 @@ async fn check_secret(
         .await
         .map_err(|_| (ConnectRefusal::ServerUnavailable, "internal_error"))?
         .map_err(|_| (ConnectRefusal::ServerUnavailable, "store_unavailable"))?;
-    match stored {
+    match (stored, &connect.password) {
         // The same answer for an unknown device and a wrong secret: no probing for device ids.
-        None => Err((ConnectRefusal::BadCredentials, "unknown_device")),
-        Some(hash) if hash == vigil_store::REVOKED => {
+        (None, _) => Err((ConnectRefusal::BadCredentials, "unknown_device")),
+        (Some(hash), _) if hash == vigil_store::REVOKED => {
             Err((ConnectRefusal::NotAuthorized, "revoked"))
         }
-        Some(hash) if auth::device_secret_matches(&hash, password) => Ok(device),
-        Some(_) => Err((ConnectRefusal::BadCredentials, "bad_secret")),
+        (Some(hash), Some(password)) if auth::device_secret_matches(&hash, password) => Ok(device),
+        (Some(_), Some(_)) => Err((ConnectRefusal::BadCredentials, "bad_secret")),
+        (Some(_), None) if certified.is_some() => Ok(device),
+        (Some(_), None) => Err((ConnectRefusal::NotAuthorized, "no_credentials")),
     }
 }
