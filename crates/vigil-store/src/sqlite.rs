@@ -15,6 +15,7 @@
 //!   the microsecond (finer parts are truncated).
 //! - **Schema**: see `sqlite/schema.rs`; versioned migrations run at [`SqliteStore::open`].
 
+mod audit;
 mod codec;
 mod schema;
 #[cfg(test)]
@@ -45,6 +46,7 @@ use crate::{
     StoredRefusal, StoredTemplate, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
     WaveformQuery,
 };
+pub use audit::{AUDIT_ANCHOR_FILE, AUDIT_DATABASE_FILE, SqliteAuditLog};
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
 };
