@@ -3,6 +3,7 @@
 //! domain, codec, storage and FHIR crates together and holds little logic of its own.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod pipeline;
 pub mod sources;
@@ -80,6 +81,10 @@ pub enum ServerError {
     Auth(#[from] auth::AuthError),
     #[error("cannot start the ingest writer: {0}")]
     Writer(std::io::Error),
+    #[error("cannot open the audit log: {0}")]
+    Audit(vigil_store::StoreError),
+    #[error("cannot start the audit writer: {0}")]
+    AuditWriter(std::io::Error),
     #[error("cannot start surveillance: {0}")]
     Surveillance(#[from] surveillance::StartError),
 }
@@ -94,6 +99,7 @@ pub struct RunningServer {
     tracker: TaskTracker,
     writer: Option<IngestWriter>,
     surveillance: Option<surveillance::SurveillanceThread>,
+    audit: Option<audit::AuditWriter>,
     grace: Duration,
 }
 
@@ -128,6 +134,10 @@ impl RunningServer {
         if let Some(surveillance) = self.surveillance.take() {
             let _ = tokio::task::spawn_blocking(move || surveillance.stop()).await;
         }
+        // Last: whatever was audited while draining is committed before the process ends.
+        if let Some(audit) = self.audit.take() {
+            let _ = tokio::task::spawn_blocking(move || audit.stop()).await;
+        }
         tracing::info!("stopped");
     }
 }
@@ -139,6 +149,14 @@ pub async fn start(
 ) -> Result<RunningServer, ServerError> {
     let metrics = telemetry::install();
     let tokens = auth::TokenKeys::load_or_create(&config.data_dir)?;
+    let audit_dir = config.data_dir.clone();
+    let audit_log =
+        tokio::task::spawn_blocking(move || vigil_store::sqlite::SqliteAuditLog::open(&audit_dir))
+            .await
+            .map_err(|e| ServerError::AuditWriter(std::io::Error::other(e.to_string())))?
+            .map_err(ServerError::Audit)?;
+    let (auditor, audit_writer) =
+        audit::Auditor::start(Arc::new(audit_log)).map_err(ServerError::AuditWriter)?;
     let store_for_rules = store.clone();
     let rules_config = config.surveillance.clone();
     let (surveillance, surveillance_thread) =
@@ -182,6 +200,7 @@ pub async fn start(
         limits: config.limits.clone(),
         config: config.mqtt_config.clone(),
         sessions: Sessions::default(),
+        audit: auditor.clone(),
     });
     let mut mqtt_addr = None;
     if let Some(addr) = config.mqtt {
@@ -273,13 +292,18 @@ pub async fn start(
         shutdown: shutdown.clone(),
         metrics,
         fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),
+        audit: auditor,
     });
     let router = api::app(state);
     let http_shutdown = shutdown.clone();
     tracker.spawn(async move {
-        let served = axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await;
+        // With the peer's address, which the audit trail records for every request.
+        let served = axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }
@@ -294,6 +318,7 @@ pub async fn start(
         tracker,
         writer: Some(writer),
         surveillance: Some(surveillance_thread),
+        audit: Some(audit_writer),
         grace: config.shutdown_grace,
     })
 }

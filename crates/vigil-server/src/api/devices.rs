@@ -13,12 +13,14 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::json;
 use vigil_model::DeviceId;
+use vigil_model::audit::Channel;
 
 use super::AppState;
+use super::audit::Origin;
 use super::problem::Problem;
-use crate::auth;
 use crate::pipeline::{self, DeviceMessage, IngestError, MessageError};
 use crate::telemetry;
+use crate::{audit, auth};
 
 const CHALLENGE: &str = "Basic realm=\"vigil-devices\", charset=\"UTF-8\"";
 
@@ -66,37 +68,57 @@ fn body_problem(rejection: &BytesRejection, max: usize) -> Response {
 
 pub async fn post_readings(
     State(state): State<Arc<AppState>>,
+    origin: Origin,
     Path(device_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Readings).await
+    post_message(
+        state,
+        origin,
+        device_id,
+        headers,
+        body,
+        DeviceMessage::Readings,
+    )
+    .await
 }
 
 /// `POST /api/v1/gateways/{gateway_id}/ble`: the HTTP twin of the MQTT BLE relay topic.
 pub async fn post_ble(
     State(state): State<Arc<AppState>>,
+    origin: Origin,
     Path(device_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Ble).await
+    post_message(state, origin, device_id, headers, body, DeviceMessage::Ble).await
 }
 
 /// `POST /api/v1/devices/{device_id}/events`: the HTTP twin of the MQTT events topic.
 pub async fn post_event(
     State(state): State<Arc<AppState>>,
+    origin: Origin,
     Path(device_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    post_message(state, device_id, headers, body, DeviceMessage::Event).await
+    post_message(
+        state,
+        origin,
+        device_id,
+        headers,
+        body,
+        DeviceMessage::Event,
+    )
+    .await
 }
 
 /// `POST /api/v1/ingest/{template}`: the HTTP twin of the MQTT vendor topic; the device signs
 /// in with HTTP Basic as for its readings.
 pub async fn post_vendor(
     State(state): State<Arc<AppState>>,
+    origin: Origin,
     Path(template): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -107,11 +129,20 @@ pub async fn post_vendor(
             "Devices authenticate with HTTP Basic: the device id as user name and the device secret as password.",
         );
     };
-    post_message(state, user, headers, body, DeviceMessage::Vendor(template)).await
+    post_message(
+        state,
+        origin,
+        user,
+        headers,
+        body,
+        DeviceMessage::Vendor(template),
+    )
+    .await
 }
 
 async fn post_message(
     state: Arc<AppState>,
+    origin: Origin,
     device_id: String,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -129,6 +160,10 @@ async fn post_message(
     };
     if user != device.as_str() {
         telemetry::http_auth_refused("foreign_device");
+        let entry =
+            audit::device_login_refused(Some(&user), Channel::Http, origin.0, "foreign_device")
+                .detail(format!("foreign_device: posted to the URL of {device}"));
+        state.audit.record_done(entry).await;
         return Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -149,13 +184,20 @@ async fn post_message(
             .into_response();
         }
     };
-    match stored {
-        Some(hash) if hash == vigil_store::REVOKED => {
-            return unauthorized("revoked", "This device's credentials were revoked.");
-        }
-        Some(hash) if auth::device_secret_matches(&hash, &secret) => {}
-        Some(_) => return unauthorized("bad_secret", "Wrong device id or secret."),
-        None => return unauthorized("unknown_device", "Wrong device id or secret."),
+    let refused = match stored {
+        Some(hash) if hash == vigil_store::REVOKED => Some("revoked"),
+        Some(hash) if auth::device_secret_matches(&hash, &secret) => None,
+        Some(_) => Some("bad_secret"),
+        None => Some("unknown_device"),
+    };
+    if let Some(reason) = refused {
+        let entry =
+            audit::device_login_refused(Some(device.as_str()), Channel::Http, origin.0, reason);
+        state.audit.record_done(entry).await;
+        return match reason {
+            "revoked" => unauthorized(reason, "This device's credentials were revoked."),
+            _ => unauthorized(reason, "Wrong device id or secret."),
+        };
     }
 
     let body = match body {

@@ -3,6 +3,7 @@
 //! store or pipeline function, map the result.
 
 mod access;
+pub mod audit;
 mod devices;
 mod fhir;
 mod problem;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Public base URL of the FHIR API (for `fullUrl` and paging links), e.g. `http://host:8080/fhir`.
     pub fhir_base: String,
+    /// The audit trail: every access to health data and every security event is recorded here.
+    pub audit: crate::audit::Auditor,
 }
 
 /// Builds the router; tests call it in-process, `serve` runs it on a listener.
@@ -58,6 +61,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(devices::post_event),
         )
         .route("/api/v1/patients/{id}/news2", get(surveillance::news2))
+        .route("/api/v1/patients/{id}/disclosures", get(audit::disclosures))
+        .route("/fhir/AuditEvent", get(audit::search_audit_events))
         .route(
             "/api/v1/patients/{id}/settings",
             get(surveillance::get_settings).put(surveillance::put_settings),

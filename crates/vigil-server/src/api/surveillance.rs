@@ -14,6 +14,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use vigil_model::audit::AuditAction;
 use vigil_model::{ObservationId, PatientId};
 use vigil_rules::cohort::{LimitChange, apply_limit_changes};
 use vigil_rules::news2::Spo2Scale;
@@ -22,6 +23,7 @@ use vigil_store::{AlarmQuery, Store};
 
 use super::AppState;
 use super::access::{Caller, Unauthenticated};
+use super::audit;
 use super::problem::Problem;
 use crate::surveillance::{CommandError, LiveEvent, news2_json, observation_event};
 
@@ -418,6 +420,7 @@ pub async fn get_alert(
 pub async fn acknowledge(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
+    origin: audit::Origin,
     Path(id): Path<u64>,
 ) -> Response {
     let caller = match caller {
@@ -427,11 +430,13 @@ pub async fn acknowledge(
     if !caller.may_change_care() {
         return forbidden("Only clinicians and administrators acknowledge alarms.");
     }
-    match state
+    let done = state
         .surveillance
         .acknowledge(id, caller.0.subject.clone())
-        .await
-    {
+        .await;
+    let entry = audit::alarm_action(&caller, origin, AuditAction::AlarmAcknowledge, id, &done);
+    state.audit.record_done(entry).await;
+    match done {
         Ok(alarm) => Json(alarm).into_response(),
         Err(e) => command_error(e),
     }
@@ -448,6 +453,7 @@ pub struct SilenceRequest {
 pub async fn silence(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
+    origin: audit::Origin,
     Path(id): Path<u64>,
     body: Result<Json<SilenceRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -466,11 +472,16 @@ pub async fn silence(
         }
     };
     let until = chrono::Utc::now() + chrono::Duration::minutes(i64::from(req.minutes));
-    match state
+    let done = state
         .surveillance
         .silence(id, caller.0.subject.clone(), until)
-        .await
-    {
+        .await;
+    let entry = audit::alarm_action(&caller, origin, AuditAction::AlarmSilence, id, &done);
+    state
+        .audit
+        .record_done(entry.detail(format!("minutes={}", req.minutes)))
+        .await;
+    match done {
         Ok(alarm) => Json(alarm).into_response(),
         Err(e) => command_error(e),
     }
