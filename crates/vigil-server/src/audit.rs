@@ -46,10 +46,13 @@ pub enum AuditUnavailable {
     NotWritten(String),
 }
 
+/// Where the writer answers one request.
+type Reply = oneshot::Sender<Result<(), AuditUnavailable>>;
+
 enum Request {
     Append {
         entries: Vec<AuditEntry>,
-        reply: oneshot::Sender<Result<(), AuditUnavailable>>,
+        reply: Reply,
     },
     Stop,
 }
@@ -150,10 +153,7 @@ fn write_loop(mut rx: mpsc::Receiver<Request>, log: &dyn AuditLog) {
         let Some(first) = rx.blocking_recv() else {
             break;
         };
-        let mut batch: Vec<(
-            Vec<AuditEntry>,
-            oneshot::Sender<Result<(), AuditUnavailable>>,
-        )> = Vec::new();
+        let mut batch: Vec<(Vec<AuditEntry>, Reply)> = Vec::new();
         let mut count = 0;
         let mut next = Some(first);
         while let Some(request) = next.take() {

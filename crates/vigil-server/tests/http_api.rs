@@ -821,7 +821,7 @@ async fn credential_changes_refused_devices_and_alarm_actions_are_audited_for_ad
     assert_eq!(denied.body["resourceType"], "OperationOutcome");
 
     let all = audit_events(&api, &admin, "_count=100").await;
-    let actions: Vec<String> = all.iter().map(|e| vigil_action(e)).collect();
+    let actions: Vec<String> = all.iter().map(vigil_action).collect();
     assert_eq!(
         actions,
         [

@@ -27,18 +27,18 @@ fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Respons
 
 /// Only administrators and integration systems manage devices: the refusal, if any.
 fn refuse(caller: Result<Caller, Unauthenticated>) -> Option<Response> {
-    admit(caller).err()
+    admit(caller).err().map(|r| *r)
 }
 
 /// The caller if they may manage devices, else the refusal.
-fn admit(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Response> {
+fn admit(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Box<Response>> {
     match caller {
-        Err(u) => Err(u.into_response()),
-        Ok(c) if !c.may_manage_devices() => Err(problem(
+        Err(u) => Err(Box::new(u.into_response())),
+        Ok(c) if !c.may_manage_devices() => Err(Box::new(problem(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Only administrators and integration systems manage devices.",
-        )),
+        ))),
         Ok(c) => Ok(c),
     }
 }
@@ -126,7 +126,7 @@ pub async fn register(
 ) -> Response {
     let caller = match admit(caller) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Json(new) = match body {
         Ok(b) => b,
@@ -244,7 +244,7 @@ pub async fn rotate_secret(
 ) -> Response {
     let caller = match admit(caller) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(id) = DeviceId::new(id) else {
         return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
@@ -295,7 +295,7 @@ pub async fn revoke(
 ) -> Response {
     let caller = match admit(caller) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(id) = DeviceId::new(id) else {
         return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
