@@ -184,6 +184,44 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
             "Device/{id} (or {id}): the device's calibration metric, `{id}.calibration`.",
         )],
     );
+    let audit_event = resource(
+        "AuditEvent",
+        &["read", "search-type"],
+        vec![
+            param(
+                "patient",
+                "reference",
+                Some("AuditEvent-patient"),
+                "{id} or Patient/{id}: events concerning this patient.",
+            ),
+            param(
+                "agent",
+                "reference",
+                Some("AuditEvent-agent"),
+                "The agent's id (a user's token subject, a device id) or Device/{id}.",
+            ),
+            param(
+                "action",
+                "token",
+                None,
+                "A Vigil action code (urn:vigil:audit-action: read, search, login-failed, \
+                 credential-change, alarm-acknowledge, …), not the C/R/U/D/E code.",
+            ),
+            param(
+                "subtype",
+                "token",
+                Some("AuditEvent-subtype"),
+                "The same Vigil action code, optionally as urn:vigil:audit-action|{code}.",
+            ),
+            param(
+                "date",
+                "date",
+                Some("AuditEvent-date"),
+                "ge, gt, le, lt or eq with an RFC 3339 time or a day; repeatable.",
+            ),
+            count_param(),
+        ],
+    );
     let profiles: Vec<String> = std::iter::once(PROFILE_VITAL_SIGNS.to_owned())
         .chain(
             [
@@ -232,7 +270,7 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
                 "description": "Every request except GET /metadata needs an 'Authorization: Bearer <token>' \
                     header (tokens from `vigil token issue`). SMART on FHIR is not offered yet.",
             },
-            "resource": [patient, device, device_metric, observation, flag],
+            "resource": [patient, device, device_metric, observation, flag, audit_event],
             // POST /fhir with a Bundle of Observation creates.
             "interaction": [
                 { "code": "batch" },
@@ -290,7 +328,14 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["Patient", "Device", "DeviceMetric", "Observation", "Flag"]
+            [
+                "Patient",
+                "Device",
+                "DeviceMetric",
+                "Observation",
+                "Flag",
+                "AuditEvent"
+            ]
         );
         let interactions = |i: usize| -> Vec<String> {
             c["rest"][0]["resource"][i]["interaction"]

@@ -862,6 +862,12 @@ async fn credential_changes_refused_devices_and_alarm_actions_are_audited_for_ad
         1,
         "only the registration bound a device to p1"
     );
+    let id = registration["id"].as_str().unwrap();
+    let read = api.get(&format!("/fhir/AuditEvent/{id}"), &admin).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(&read.body, registration);
+    let missing = api.get("/fhir/AuditEvent/99999", &admin).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let bad = api.get("/fhir/AuditEvent?action=R", &admin).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 

@@ -207,6 +207,9 @@ fn parse_search(raw: Option<&str>, allow_patient: bool) -> Result<Search, String
                 let n: usize = value
                     .parse()
                     .map_err(|_| format!("_count: {value:?} is not a number"))?;
+                if n == 0 {
+                    return Err("_count: 0 is not supported; ask for at least 1".into());
+                }
                 q.limit = n.min(MAX_COUNT);
             }
             "_cursor" => {
@@ -320,6 +323,68 @@ pub async fn search_audit_events(
         StatusCode::OK,
         &vigil_fhir::searchset_bundle(&self_link, next.as_deref(), entries),
     )
+}
+
+/// `GET /fhir/AuditEvent/{seq}`: one entry, administrators only.
+pub async fn read_audit_event(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    origin: Origin,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return u.into_response(),
+    };
+    let what = AuditEntity::resource("AuditEvent", id.clone());
+    if !caller.is_admin() {
+        let denied = entry(&caller, origin, AuditAction::PermissionDenied, what)
+            .outcome(AuditOutcome::MinorFailure);
+        state.audit.record_done(denied).await;
+        return outcome(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            "only administrators read the audit trail",
+        );
+    }
+    let not_found = || {
+        outcome(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            &format!("AuditEvent/{id} is not known"),
+        )
+    };
+    let Some(seq) = id.parse::<u64>().ok().filter(|s| *s > 0) else {
+        return not_found();
+    };
+    let query = AuditQuery {
+        before_seq: seq.checked_add(1),
+        limit: 1,
+        ..Default::default()
+    };
+    let Ok(found) = run_search(&state, query).await else {
+        return outcome(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Transient,
+            "the audit trail cannot be read now; retry later",
+        );
+    };
+    let record = found.into_iter().find(|r| r.seq == seq);
+    let done = entry(&caller, origin, AuditAction::Read, what).outcome(if record.is_some() {
+        AuditOutcome::Success
+    } else {
+        AuditOutcome::MinorFailure
+    });
+    if let Err(e) = state.audit.record(done).await {
+        return audit_unavailable(&e);
+    }
+    match record {
+        Some(r) => fhir(
+            StatusCode::OK,
+            &vigil_fhir::audit_event_to_fhir(r.seq, &r.entry, OBSERVER),
+        ),
+        None => not_found(),
+    }
 }
 
 /// `GET /api/v1/patients/{id}/disclosures?agent=&action=&date=&_count=&_cursor=`: who accessed

@@ -63,6 +63,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/v1/patients/{id}/news2", get(surveillance::news2))
         .route("/api/v1/patients/{id}/disclosures", get(audit::disclosures))
         .route("/fhir/AuditEvent", get(audit::search_audit_events))
+        .route("/fhir/AuditEvent/{id}", get(audit::read_audit_event))
         .route(
             "/api/v1/patients/{id}/settings",
             get(surveillance::get_settings).put(surveillance::put_settings),
