@@ -76,6 +76,10 @@ REQUIRED_CODES = {
     ("CapabilityStatementRestResource", "conditionalRead"): "not-supported modified-since "
     "not-match full-support",
     ("CapabilityStatementRestResource", "conditionalDelete"): "not-supported single multiple",
+    # valueset-audit-event-action, valueset-audit-event-outcome, valueset-network-type
+    ("AuditEvent", "action"): "C R U D E",
+    ("AuditEvent", "outcome"): "0 4 8 12",
+    ("AuditEventAgentNetwork", "type"): "1 2 3 4 5",
     ("CapabilityStatementRestResourceSearchParam", "type"): "number date string token reference "
     "composite quantity uri special",
 }

@@ -53,6 +53,45 @@ fn single(n: i64, m: Measurand, value: f64) -> Observation {
     )
 }
 
+/// One AuditEvent per audited action, so every type/subtype/action mapping is validated.
+fn audit_events(patient: &PatientId) -> Vec<serde_json::Value> {
+    use vigil_model::audit::{
+        AuditAction, AuditAgent, AuditEntity, AuditEntry, AuditOutcome, AuditSource, Channel,
+    };
+    AuditAction::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, action)| {
+            let (agent, entity) = match i % 4 {
+                0 => (
+                    AuditAgent::person("nadia", "clinician"),
+                    AuditEntity::search("Observation", "patient=bed-12&code=8867-4"),
+                ),
+                1 => (AuditAgent::device("mon-1"), AuditEntity::kind("Session")),
+                2 => (
+                    AuditAgent::system("lab-gateway", Some("integration".into())),
+                    AuditEntity::resource("Patient", patient.as_str()),
+                ),
+                _ => (AuditAgent::anonymous(), AuditEntity::resource("Alarm", "3")),
+            };
+            let outcome = match i % 3 {
+                0 => AuditOutcome::Success,
+                1 => AuditOutcome::MinorFailure,
+                _ => AuditOutcome::SeriousFailure,
+            };
+            let entry = AuditEntry::new(at(i as u32), action, agent, entity)
+                .patient(patient.clone())
+                .source(AuditSource::new(
+                    Channel::Http,
+                    Some("192.0.2.7:51234".into()),
+                ))
+                .outcome(outcome)
+                .detail("example");
+            vigil_fhir::audit_event_to_fhir(i as u64 + 1, &entry, "Vigil")
+        })
+        .collect()
+}
+
 fn main() {
     let patient = Patient {
         id: id("bed-12"),
@@ -227,80 +266,86 @@ fn main() {
         value: "xml".into(),
     };
 
-    let bundle = collection_bundle(vec![
-        {
-            let mut p = patient_to_fhir(&patient);
-            vigil_fhir::add_monitoring_extension(
-                &mut p,
-                &vigil_fhir::MonitoringSettings {
-                    cohort: Some("copd".into()),
-                    spo2_scale: 2,
-                    limits: vec![vigil_fhir::AlarmLimit {
-                        measurand: Measurand::Spo2,
-                        bound: "low",
-                        limit: 85.0,
-                        priority: "high",
-                        delay_secs: 15,
-                    }],
-                },
-            );
-            p
-        },
-        patient_to_fhir(&Patient::new(id("bed-13"), "Anonymous")),
-        device_to_fhir(&device, Some(&patient.id)),
-        vigil_fhir::calibration_metric(&device, at(0)).expect("the example device is calibrated"),
-        device_to_fhir(&oximeter, None),
-        observation_to_fhir(&heart_rate),
-        observation_to_fhir(&fall),
-        observation_to_fhir(&panic_press),
-        observation_to_fhir(&probe_off),
-        observation_to_fhir(&news2),
-        observation_to_fhir(&blood_pressure),
-        observation_to_fhir(&spo2),
-        observation_to_fhir(&temperature),
-        observation_to_fhir(&glucose),
-        observation_to_fhir(&steps),
-        observation_to_fhir(&weight),
-        observation_to_fhir(&height),
-        observation_to_fhir(&resp_rate),
-        observation_to_fhir(&consciousness),
-        vigil_fhir::alarm_to_flag(&vigil_fhir::AlarmFlag {
-            id: 3,
-            patient: &patient.id,
-            condition: "news2:band",
-            message: "NEWS2 7, high clinical risk: Urgent or emergency response",
-            priority: "high",
-            physiological: true,
-            open: true,
-            raised_at: at(1),
-            resolved_at: None,
-        }),
-        vigil_fhir::alarm_to_flag(&vigil_fhir::AlarmFlag {
-            id: 4,
-            patient: &patient.id,
-            condition: "technical:silent",
-            message: "no data for 90 s; expected every 60 s",
-            priority: "medium",
-            physiological: false,
-            open: false,
-            raised_at: at(1),
-            resolved_at: Some(at(2)),
-        }),
-        observation_to_fhir(&on_oxygen),
-        observation_to_fhir(&oxygen_flow),
-        observation_to_fhir(&systolic_only),
-        observation_to_fhir(&artifact),
-        waveform_to_fhir(&waveform),
-        waveform_to_fhir(&pleth),
-        capability_statement(base, env!("CARGO_PKG_VERSION")),
-        operation_outcome(
-            Severity::Error,
-            IssueType::NotFound,
-            "Patient/bed-99 is not known",
-        ),
-        error.to_operation_outcome(),
-        searchset,
-    ]);
+    let bundle = collection_bundle(
+        vec![
+            {
+                let mut p = patient_to_fhir(&patient);
+                vigil_fhir::add_monitoring_extension(
+                    &mut p,
+                    &vigil_fhir::MonitoringSettings {
+                        cohort: Some("copd".into()),
+                        spo2_scale: 2,
+                        limits: vec![vigil_fhir::AlarmLimit {
+                            measurand: Measurand::Spo2,
+                            bound: "low",
+                            limit: 85.0,
+                            priority: "high",
+                            delay_secs: 15,
+                        }],
+                    },
+                );
+                p
+            },
+            patient_to_fhir(&Patient::new(id("bed-13"), "Anonymous")),
+            device_to_fhir(&device, Some(&patient.id)),
+            vigil_fhir::calibration_metric(&device, at(0))
+                .expect("the example device is calibrated"),
+            device_to_fhir(&oximeter, None),
+            observation_to_fhir(&heart_rate),
+            observation_to_fhir(&fall),
+            observation_to_fhir(&panic_press),
+            observation_to_fhir(&probe_off),
+            observation_to_fhir(&news2),
+            observation_to_fhir(&blood_pressure),
+            observation_to_fhir(&spo2),
+            observation_to_fhir(&temperature),
+            observation_to_fhir(&glucose),
+            observation_to_fhir(&steps),
+            observation_to_fhir(&weight),
+            observation_to_fhir(&height),
+            observation_to_fhir(&resp_rate),
+            observation_to_fhir(&consciousness),
+            vigil_fhir::alarm_to_flag(&vigil_fhir::AlarmFlag {
+                id: 3,
+                patient: &patient.id,
+                condition: "news2:band",
+                message: "NEWS2 7, high clinical risk: Urgent or emergency response",
+                priority: "high",
+                physiological: true,
+                open: true,
+                raised_at: at(1),
+                resolved_at: None,
+            }),
+            vigil_fhir::alarm_to_flag(&vigil_fhir::AlarmFlag {
+                id: 4,
+                patient: &patient.id,
+                condition: "technical:silent",
+                message: "no data for 90 s; expected every 60 s",
+                priority: "medium",
+                physiological: false,
+                open: false,
+                raised_at: at(1),
+                resolved_at: Some(at(2)),
+            }),
+            observation_to_fhir(&on_oxygen),
+            observation_to_fhir(&oxygen_flow),
+            observation_to_fhir(&systolic_only),
+            observation_to_fhir(&artifact),
+            waveform_to_fhir(&waveform),
+            waveform_to_fhir(&pleth),
+            capability_statement(base, env!("CARGO_PKG_VERSION")),
+            operation_outcome(
+                Severity::Error,
+                IssueType::NotFound,
+                "Patient/bed-99 is not known",
+            ),
+            error.to_operation_outcome(),
+            searchset,
+        ]
+        .into_iter()
+        .chain(audit_events(&patient.id))
+        .collect(),
+    );
     match serde_json::to_string_pretty(&bundle) {
         Ok(json) => println!("{json}"),
         Err(e) => {

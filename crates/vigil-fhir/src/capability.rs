@@ -194,6 +194,44 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
             "Patient/{id} (or {id}): the patient's consents to share. A patient's own search needs none.",
         )],
     );
+    let audit_event = resource(
+        "AuditEvent",
+        &["read", "search-type"],
+        vec![
+            param(
+                "patient",
+                "reference",
+                Some("AuditEvent-patient"),
+                "{id} or Patient/{id}: events concerning this patient.",
+            ),
+            param(
+                "agent",
+                "reference",
+                Some("AuditEvent-agent"),
+                "The agent's id (a user's token subject, a device id) or Device/{id}.",
+            ),
+            param(
+                "action",
+                "token",
+                None,
+                "A Vigil action code (urn:vigil:audit-action: read, search, login-failed, \
+                 credential-change, alarm-acknowledge, …), not the C/R/U/D/E code.",
+            ),
+            param(
+                "subtype",
+                "token",
+                Some("AuditEvent-subtype"),
+                "The same Vigil action code, optionally as urn:vigil:audit-action|{code}.",
+            ),
+            param(
+                "date",
+                "date",
+                Some("AuditEvent-date"),
+                "ge, gt, le, lt or eq with an RFC 3339 time or a day; repeatable.",
+            ),
+            count_param(),
+        ],
+    );
     let profiles: Vec<String> = std::iter::once(PROFILE_VITAL_SIGNS.to_owned())
         .chain(
             [
@@ -246,7 +284,7 @@ pub fn capability_statement(base_url: &str, version: &str) -> Value {
                     user/*.cruds, system/Observation.r, ...) narrow what its role may do; Vigil does not \
                     host the authorization endpoints of a SMART launch.",
             },
-            "resource": [patient, device, device_metric, observation, flag, consent],
+            "resource": [patient, device, device_metric, observation, flag, consent, audit_event],
             // POST /fhir with a Bundle of Observation creates.
             "interaction": [
                 { "code": "batch" },
@@ -310,7 +348,8 @@ mod tests {
                 "DeviceMetric",
                 "Observation",
                 "Flag",
-                "Consent"
+                "Consent",
+                "AuditEvent"
             ]
         );
         let interactions = |i: usize| -> Vec<String> {

@@ -14,6 +14,7 @@
 //! | Observation (waveform, `SampledData`) | [`waveform_to_fhir`] | |
 //! | CapabilityStatement | [`capability_statement`] | |
 //! | OperationOutcome | [`operation_outcome`], [`FhirError::to_operation_outcome`] | |
+//! | AuditEvent | [`audit_event_to_fhir`] | |
 //! | Bundle | [`searchset_bundle`], [`collection_bundle`] | |
 //!
 //! Searches: [`parse_observation_search`], [`parse_patient_search`], [`parse_device_search`].
@@ -22,6 +23,7 @@
 //! code system `urn:vigil:code` (short names); extensions `urn:vigil:quality` (Observation) and
 //! `urn:vigil:last-seen` (Device).
 
+mod audit_event;
 mod bundle;
 mod capability;
 pub mod common;
@@ -36,6 +38,7 @@ mod observation;
 mod patient;
 pub mod search;
 
+pub use audit_event::{SYSTEM_AUDIT_ACTION, audit_event_to_fhir};
 pub use bundle::{collection_bundle, searchset_bundle};
 pub use capability::{CAPABILITY_DATE, capability_statement};
 pub use consent::{ConsentInput, SHAREABLE, consent_from_fhir, consent_to_fhir};

@@ -5,6 +5,7 @@
 //! Pure by design: no async, no I/O, no protocols, no database. Every other crate depends on this
 //! one and this one on nothing of ours.
 
+pub mod audit;
 pub mod care;
 pub mod catalogue;
 pub mod device;

@@ -3,6 +3,7 @@
 //! domain, codec, storage and FHIR crates together and holds little logic of its own.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod guard;
 pub mod intrusion;
@@ -102,6 +103,10 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("cannot start the ingest writer: {0}")]
     Writer(std::io::Error),
+    #[error("cannot open the audit log: {0}")]
+    Audit(vigil_store::StoreError),
+    #[error("cannot start the audit writer: {0}")]
+    AuditWriter(std::io::Error),
     #[error("cannot start surveillance: {0}")]
     Surveillance(#[from] surveillance::StartError),
 }
@@ -118,6 +123,7 @@ pub struct RunningServer {
     tracker: TaskTracker,
     writer: Option<IngestWriter>,
     surveillance: Option<surveillance::SurveillanceThread>,
+    audit: Option<audit::AuditWriter>,
     grace: Duration,
 }
 
@@ -152,6 +158,10 @@ impl RunningServer {
         if let Some(surveillance) = self.surveillance.take() {
             let _ = tokio::task::spawn_blocking(move || surveillance.stop()).await;
         }
+        // Last: whatever was audited while draining is committed before the process ends.
+        if let Some(audit) = self.audit.take() {
+            let _ = tokio::task::spawn_blocking(move || audit.stop()).await;
+        }
         tracing::info!("stopped");
     }
 }
@@ -182,6 +192,14 @@ pub async fn start(
         Some(oidc) => Some(Arc::new(auth::oidc::OidcVerifier::start(oidc).await?)),
         None => None,
     };
+    let audit_dir = config.data_dir.clone();
+    let audit_log =
+        tokio::task::spawn_blocking(move || vigil_store::sqlite::SqliteAuditLog::open(&audit_dir))
+            .await
+            .map_err(|e| ServerError::AuditWriter(std::io::Error::other(e.to_string())))?
+            .map_err(ServerError::Audit)?;
+    let (auditor, audit_writer) =
+        audit::Auditor::start(Arc::new(audit_log)).map_err(ServerError::AuditWriter)?;
     let store_for_rules = store.clone();
     let rules_config = config.surveillance.clone();
     let (surveillance, surveillance_thread) =
@@ -215,6 +233,7 @@ pub async fn start(
         limits: config.limits.clone(),
         config: config.mqtt_config.clone(),
         sessions: Sessions::default(),
+        audit: auditor.clone(),
     });
     {
         let sessions = broker.clone();
@@ -305,6 +324,7 @@ pub async fn start(
         metrics,
         fhir_base: format!("{}/fhir", public_url.trim_end_matches('/')),
         cors_origins: config.defence.cors_origins.clone(),
+        audit: auditor,
     });
     let router = api::app(state);
     tracker.spawn(transport::serve_http(
@@ -324,6 +344,7 @@ pub async fn start(
         tracker,
         writer: Some(writer),
         surveillance: Some(surveillance_thread),
+        audit: Some(audit_writer),
         grace: config.shutdown_grace,
     })
 }

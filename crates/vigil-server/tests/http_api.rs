@@ -20,7 +20,7 @@ use vigil_server::api::{AppState, app};
 use vigil_server::auth::{Role, TokenKeys};
 use vigil_server::pipeline::{Ingest, IngestWriter, PipelineConfig};
 use vigil_store::Store;
-use vigil_store::sqlite::SqliteStore;
+use vigil_store::sqlite::{SqliteAuditLog, SqliteStore};
 
 const BASE: &str = "http://vigil.test";
 
@@ -31,6 +31,8 @@ struct Api {
     tokens: TokenKeys,
     _writer: IngestWriter,
     _surveillance: vigil_server::surveillance::SurveillanceThread,
+    audit_log: Arc<SqliteAuditLog>,
+    _audit_writer: vigil_server::audit::AuditWriter,
 }
 
 struct Reply {
@@ -53,6 +55,8 @@ impl Api {
         )
         .unwrap();
         let tokens = TokenKeys::load_or_create(dir.path()).unwrap();
+        let audit_log = Arc::new(SqliteAuditLog::open(dir.path()).unwrap());
+        let (audit, audit_writer) = vigil_server::audit::Auditor::start(audit_log.clone()).unwrap();
         let state = Arc::new(AppState {
             store: store.clone(),
             ingest,
@@ -69,6 +73,7 @@ impl Api {
             pseudonyms: vigil_server::auth::Pseudonyms::load_or_create(dir.path()).unwrap(),
             access_generation: Default::default(),
             cors_origins: Vec::new(),
+            audit,
         });
         // The clinician these tests sign in as works at the central station: every patient.
         store
@@ -88,6 +93,8 @@ impl Api {
             tokens,
             _surveillance: surveillance_thread,
             _writer: writer,
+            audit_log,
+            _audit_writer: audit_writer,
         }
     }
 
@@ -743,4 +750,177 @@ async fn refused_messages_are_kept_with_their_reason_for_administrators_only() {
     assert!(only_http.body["refused"].as_array().unwrap().is_empty());
     let reply = api.get("/api/v1/refused", &api.clinician()).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+/// The AuditEvents a FHIR search of the audit finds.
+async fn audit_events(api: &Api, admin: &str, query: &str) -> Vec<Value> {
+    let reply = api.get(&format!("/fhir/AuditEvent?{query}"), admin).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["type"], "searchset");
+    entries(&reply.body)
+}
+
+fn vigil_action(event: &Value) -> String {
+    event["subtype"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["system"] == "urn:vigil:audit-action")
+        .map(|c| c["code"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn credential_changes_refused_devices_and_alarm_actions_are_audited_for_admins_and_patients()
+{
+    use vigil_store::audit::{AuditLog, Verification, verify};
+
+    let api = Api::new();
+    api.store
+        .create_patient(&Patient::new(pid("p1"), "Jan Havel"))
+        .unwrap();
+    let admin = api.token(Role::Admin, "root");
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    let registered = api
+        .call(
+            "POST",
+            "/api/v1/devices",
+            Some(&bearer(&admin)),
+            Some(
+                json!({"id": "mon-1", "type": "multiparameter-monitor", "patient": "p1"})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{}",
+        registered.body
+    );
+    let old_secret = registered.body["secret"].as_str().unwrap().to_owned();
+    let rotated = api
+        .call(
+            "POST",
+            "/api/v1/devices/mon-1/secret",
+            Some(&bearer(&admin)),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    // The old secret no longer works, and the refusal is audited.
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("mon-1:{old_secret}"));
+    let refused = api
+        .call(
+            "POST",
+            "/api/v1/devices/mon-1/obs",
+            Some(&format!("Basic {basic}")),
+            Some(two_readings(0)),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    // Acknowledging an alarm that does not exist is audited as a failed acknowledgement.
+    let ack = api
+        .call(
+            "POST",
+            "/api/v1/alerts/999/ack",
+            Some(&bearer(&api.clinician())),
+            None,
+        )
+        .await;
+    assert_eq!(ack.status, StatusCode::NOT_FOUND);
+
+    // Only administrators search the audit; the refusal is itself audited.
+    let denied = api.get("/fhir/AuditEvent", &api.clinician()).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.body["resourceType"], "OperationOutcome");
+
+    let all = audit_events(&api, &admin, "_count=100").await;
+    let actions: Vec<String> = all.iter().map(vigil_action).collect();
+    assert_eq!(
+        actions,
+        [
+            "permission-denied",
+            "alarm-acknowledge",
+            "login-failed",
+            "credential-change",
+            "credential-change"
+        ],
+        "newest first"
+    );
+    let failed_login = &all[2];
+    assert_eq!(failed_login["agent"][0]["who"]["reference"], "Device/mon-1");
+    assert_eq!(failed_login["outcome"], "4");
+    assert_eq!(failed_login["outcomeDesc"], "bad_secret");
+    let ack_event = &all[1];
+    assert_eq!(ack_event["outcome"], "4");
+    assert_eq!(ack_event["agent"][0]["who"]["identifier"]["value"], "nadia");
+    assert_eq!(ack_event["entity"][0]["what"]["display"], "Alarm 999");
+
+    // Filters and paging: the two credential changes, one per page, registration last.
+    let first = api
+        .get("/fhir/AuditEvent?action=credential-change&_count=1", &admin)
+        .await;
+    assert_eq!(entries(&first.body)[0]["outcomeDesc"], "secret rotated");
+    let next = link(&first.body, "next").expect("a second page");
+    let second = api.get(&next, &admin).await;
+    let registration = &entries(&second.body)[0];
+    assert_eq!(registration["outcomeDesc"], "registered");
+    assert_eq!(registration["entity"][0]["what"]["reference"], "Patient/p1");
+    assert_eq!(
+        registration["entity"][1]["what"]["reference"],
+        "Device/mon-1"
+    );
+    let by_patient = audit_events(&api, &admin, "patient=p1").await;
+    assert_eq!(
+        by_patient.len(),
+        1,
+        "only the registration bound a device to p1"
+    );
+    let id = registration["id"].as_str().unwrap();
+    let read = api.get(&format!("/fhir/AuditEvent/{id}"), &admin).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(&read.body, registration);
+    let missing = api.get("/fhir/AuditEvent/99999", &admin).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let bad = api.get("/fhir/AuditEvent?action=R", &admin).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // The patient sees who touched their record; another patient may not look.
+    let own = api
+        .get(
+            "/api/v1/patients/p1/disclosures",
+            &api.token(Role::Patient, "p1"),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let list = own.body["disclosures"].as_array().unwrap();
+    // The newest is the admin's audit search for p1 above; reading the audit is audited.
+    assert_eq!(list[0]["who"]["id"], "root");
+    assert_eq!(list[0]["action"], "search");
+    assert_eq!(list[1]["action"], "credential-change");
+    assert_eq!(list[1]["who"]["role"], "admin");
+    let other = api
+        .get(
+            "/api/v1/patients/p1/disclosures",
+            &api.token(Role::Patient, "p2"),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+
+    // The patient's own look was recorded too, and the chain holds.
+    let latest = api
+        .audit_log
+        .search(&vigil_store::audit::AuditQuery {
+            limit: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(latest[0].entry.action.code(), "permission-denied");
+    assert_eq!(latest[1].entry.agent.id, "p1");
+    assert!(matches!(
+        verify(api.audit_log.as_ref()).unwrap(),
+        Verification::Intact { .. }
+    ));
 }

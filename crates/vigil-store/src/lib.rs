@@ -14,6 +14,7 @@
 //!
 //! Every `limit` is the most rows a search returns; `0` returns nothing (FHIR `_count=0`).
 
+pub mod audit;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;

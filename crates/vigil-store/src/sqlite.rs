@@ -15,6 +15,7 @@
 //!   the microsecond (finer parts are truncated).
 //! - **Schema**: see `sqlite/schema.rs`; versioned migrations run at [`SqliteStore::open`].
 
+mod audit;
 mod codec;
 mod people;
 mod schema;
@@ -47,6 +48,7 @@ use crate::{
     Submission, SubmissionOutcome, SurveillanceStep, WaveformQuery,
 };
 use crate::{CareReach, SessionRecord, UserAccount};
+pub use audit::{AUDIT_ANCHOR_FILE, AUDIT_DATABASE_FILE, SqliteAuditLog};
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
 };

@@ -179,6 +179,23 @@ pub fn patient(cmd: PatientCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Audits a device credential change made on the command line (before a secret is shown).
+fn credential_change(
+    data: &DataDir,
+    id: &DeviceId,
+    patient: Option<PatientId>,
+    what: &str,
+) -> anyhow::Result<()> {
+    use vigil_model::audit::{AuditAction, AuditEntity};
+    crate::audit::record_cli_entry(
+        &data.data_dir,
+        AuditAction::CredentialChange,
+        AuditEntity::resource("Device", id.as_str()),
+        patient,
+        Some(what),
+    )
+}
+
 pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::Add {
@@ -224,6 +241,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             if let Some(p) = &patient {
                 store.bind(&id, p, since.map_or_else(chrono::Utc::now, |t| t.to_utc()))?;
             }
+            credential_change(&data, &id, patient.clone(), "registered")?;
             println!(
                 "device {id} added{}",
                 patient
@@ -259,6 +277,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             let store = open_store(&data.data_dir)?;
             let secret = auth::new_device_secret();
             store.set_device_secret(&id, &auth::hash_device_secret(&secret))?;
+            credential_change(&data, &id, None, "secret rotated")?;
             println!("device {id}: new secret (the old one no longer works)");
             println!("secret: {secret}");
             println!(
@@ -269,6 +288,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             let id = DeviceId::new(id).context("invalid device id")?;
             let store = open_store(&data.data_dir)?;
             store.set_device_secret(&id, &vigil_store::REVOKED)?;
+            credential_change(&data, &id, None, "revoked")?;
             println!(
                 "device {id} revoked: it can no longer sign in (rotate-secret gives it a new secret)"
             );

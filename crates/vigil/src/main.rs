@@ -2,6 +2,7 @@
 //! library crates. `anyhow` lives only here.
 
 mod admin;
+mod audit;
 mod bench;
 mod bench_alarms;
 mod bench_hl7;
@@ -52,6 +53,9 @@ enum Command {
     /// Issue API bearer tokens for people and systems.
     #[command(subcommand)]
     Token(admin::TokenCommand),
+    /// Check, anchor and search the tamper-evident audit trail (see docs/audit.md).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Simulate a ward of devices against any MQTT broker, or generate load.
     Sim(sim::SimArgs),
     /// Measure Vigil against a plain Mosquitto broker under the same QoS 1 load.
@@ -100,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         Command::Token(cmd) => admin::token(cmd),
         Command::User(cmd) => people::user(cmd),
         Command::Team(cmd) => people::team(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::BenchAlarms(args) => bench_alarms::run(args),

@@ -101,25 +101,6 @@ pub async fn limit_clients(
     next.run(request).await
 }
 
-/// The remote address of the request, when known (not for the router called in-process).
-pub struct Peer(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
-
 /// 403 for a quarantined device (HTTP twin of the MQTT CONNACK refusal).
 pub fn quarantined() -> Response {
     Problem::new(

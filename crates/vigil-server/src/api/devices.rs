@@ -14,14 +14,16 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::json;
 use vigil_model::DeviceId;
+use vigil_model::audit::Channel;
 
 use super::AppState;
-use super::defence::{self, Peer};
+use super::audit::Origin;
+use super::defence;
 use super::problem::Problem;
-use crate::auth;
 use crate::pipeline::{self, DeviceMessage, IngestError, MessageError};
 use crate::telemetry;
 use crate::transport::PeerIdentity;
+use crate::{audit, auth};
 
 const NO_CREDENTIALS: &str = "Devices authenticate with HTTP Basic (the device id as user name and the device secret as password) or with a client certificate naming the device.";
 
@@ -72,7 +74,7 @@ fn body_problem(rejection: &BytesRejection, max: usize) -> Response {
 pub async fn post_readings(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    Peer(address): Peer,
+    origin: Origin,
     headers: HeaderMap,
     identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
@@ -80,7 +82,7 @@ pub async fn post_readings(
     post_message(
         state,
         device_id,
-        address,
+        origin,
         headers,
         identity,
         body,
@@ -93,7 +95,7 @@ pub async fn post_readings(
 pub async fn post_ble(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    Peer(address): Peer,
+    origin: Origin,
     headers: HeaderMap,
     identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
@@ -101,7 +103,7 @@ pub async fn post_ble(
     post_message(
         state,
         device_id,
-        address,
+        origin,
         headers,
         identity,
         body,
@@ -114,7 +116,7 @@ pub async fn post_ble(
 pub async fn post_event(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    Peer(address): Peer,
+    origin: Origin,
     headers: HeaderMap,
     identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
@@ -122,7 +124,7 @@ pub async fn post_event(
     post_message(
         state,
         device_id,
-        address,
+        origin,
         headers,
         identity,
         body,
@@ -136,7 +138,7 @@ pub async fn post_event(
 pub async fn post_vendor(
     State(state): State<Arc<AppState>>,
     Path(template): Path<String>,
-    Peer(address): Peer,
+    origin: Origin,
     headers: HeaderMap,
     identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
@@ -149,7 +151,7 @@ pub async fn post_vendor(
     post_message(
         state,
         user,
-        address,
+        origin,
         headers,
         identity,
         body,
@@ -161,7 +163,7 @@ pub async fn post_vendor(
 async fn post_message(
     state: Arc<AppState>,
     device_id: String,
-    address: Option<std::net::IpAddr>,
+    origin: Origin,
     headers: HeaderMap,
     identity: PeerIdentity,
     body: Result<Bytes, BytesRejection>,
@@ -183,6 +185,10 @@ async fn post_message(
     // A certificate naming another device refuses the request even if a secret is also given.
     if claimed != device.as_str() || identity.device.as_ref().is_some_and(|c| c != &device) {
         telemetry::http_auth_refused("foreign_device");
+        let entry =
+            audit::device_login_refused(Some(claimed), Channel::Http, origin.0, "foreign_device")
+                .detail(format!("foreign_device: posted to the URL of {device}"));
+        state.audit.record_done(entry).await;
         return Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -204,21 +210,32 @@ async fn post_message(
         }
     };
     let intrusion = state.ingest.guard().intrusion();
+    let address = origin.0.map(|a| a.ip());
+    // A refused sign-in is audited before it is answered.
+    let refuse = |reason: &'static str, detail: &'static str| {
+        let entry =
+            audit::device_login_refused(Some(device.as_str()), Channel::Http, origin.0, reason);
+        let audit = state.audit.clone();
+        async move {
+            audit.record_done(entry).await;
+            unauthorized(reason, detail)
+        }
+    };
     match (stored, &basic) {
         (Some(hash), _) if hash == vigil_store::REVOKED => {
-            return unauthorized("revoked", "This device's credentials were revoked.");
+            return refuse("revoked", "This device's credentials were revoked.").await;
         }
         (Some(hash), Some((_, secret))) if auth::device_secret_matches(&hash, secret) => {}
         (Some(_), Some(_)) => {
             intrusion.auth_failure(Some(device.as_str()), address);
-            return unauthorized("bad_secret", "Wrong device id or secret.");
+            return refuse("bad_secret", "Wrong device id or secret.").await;
         }
         // No secret: the certificate names this device (checked above).
         (Some(_), None) if identity.device.is_some() => {}
-        (Some(_), None) => return unauthorized("no_credentials", NO_CREDENTIALS),
+        (Some(_), None) => return refuse("no_credentials", NO_CREDENTIALS).await,
         (None, _) => {
             intrusion.auth_failure(Some(device.as_str()), address);
-            return unauthorized("unknown_device", "Wrong device id or secret.");
+            return refuse("unknown_device", "Wrong device id or secret.").await;
         }
     }
     // Signed in: a quarantined device is refused until an administrator releases it.

@@ -4,6 +4,7 @@
 
 mod access;
 mod accounts;
+pub mod audit;
 mod defence;
 mod devices;
 mod fhir;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub fhir_base: String,
     /// Origins allowed cross-origin access (exact); empty: none.
     pub cors_origins: Vec<String>,
+    /// The audit trail: every access to health data and every security event is recorded here.
+    pub audit: crate::audit::Auditor,
 }
 
 impl AppState {
@@ -114,6 +117,9 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(devices::post_event),
         )
         .route("/api/v1/patients/{id}/news2", get(surveillance::news2))
+        .route("/api/v1/patients/{id}/disclosures", get(audit::disclosures))
+        .route("/fhir/AuditEvent", get(audit::search_audit_events))
+        .route("/fhir/AuditEvent/{id}", get(audit::read_audit_event))
         .route(
             "/api/v1/patients/{id}/settings",
             get(surveillance::get_settings).put(surveillance::put_settings),

@@ -11,11 +11,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use vigil_model::audit::{AuditAction, AuditEntity, AuditOutcome};
 use vigil_model::{Device, DeviceId, DeviceKind, Instant, PatientId};
 use vigil_store::{Store, StoreError};
 
 use super::AppState;
 use super::access::{Caller, Unauthenticated};
+use super::audit::{self, Origin};
 use super::problem::Problem;
 use crate::auth;
 
@@ -25,15 +27,43 @@ fn problem(status: StatusCode, kind: &str, detail: impl Into<String>) -> Respons
 
 /// Only administrators and integration systems manage devices: the refusal, if any.
 fn refuse(caller: Result<Caller, Unauthenticated>) -> Option<Response> {
+    admit(caller).err().map(|r| *r)
+}
+
+/// The caller if they may manage devices, else the refusal.
+fn admit(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Box<Response>> {
     match caller {
-        Err(u) => Some(u.into_response()),
-        Ok(c) if !c.may_manage_devices() => Some(problem(
+        Err(u) => Err(Box::new(u.into_response())),
+        Ok(c) if !c.may_manage_devices() => Err(Box::new(problem(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Only administrators and integration systems manage devices.",
-        )),
-        Ok(_) => None,
+        ))),
+        Ok(c) => Ok(c),
     }
+}
+
+/// Audits a change of `device`'s credentials (`what`: registered, rotated, revoked) that ended
+/// with `status`.
+async fn audit_credentials(
+    state: &AppState,
+    caller: &Caller,
+    origin: Origin,
+    device: &DeviceId,
+    what: &str,
+    patient: Option<PatientId>,
+    status: StatusCode,
+) {
+    let entry = audit::entry(
+        caller,
+        origin,
+        AuditAction::CredentialChange,
+        AuditEntity::resource("Device", device.as_str()),
+    )
+    .patients(patient)
+    .outcome(AuditOutcome::from_http_status(status.as_u16()))
+    .detail(what);
+    state.audit.record_done(entry).await;
 }
 
 fn store_problem(e: StoreError) -> Response {
@@ -95,11 +125,13 @@ pub struct NewDevice {
 pub async fn register(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
+    origin: Origin,
     body: Result<Json<NewDevice>, JsonRejection>,
 ) -> Response {
-    if let Some(r) = refuse(caller) {
-        return r;
-    }
+    let caller = match admit(caller) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let Json(new) = match body {
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid-body", e.body_text()),
@@ -176,7 +208,8 @@ pub async fn register(
         Ok(device)
     })
     .await;
-    match stored {
+    let audited = (id.clone(), patient.clone());
+    let response = match stored {
         Ok(device) => {
             tracing::info!("device registered through the API");
             (
@@ -190,7 +223,19 @@ pub async fn register(
                 .into_response()
         }
         Err(r) => r,
-    }
+    };
+    let (device, bound) = audited;
+    audit_credentials(
+        &state,
+        &caller,
+        origin,
+        &device,
+        "registered",
+        bound,
+        response.status(),
+    )
+    .await;
+    response
 }
 
 /// `POST /api/v1/devices/{id}/secret`: a new secret (shown once); the old one stops working and
@@ -198,11 +243,13 @@ pub async fn register(
 pub async fn rotate_secret(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
+    origin: Origin,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = refuse(caller) {
-        return r;
-    }
+    let caller = match admit(caller) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let Ok(id) = DeviceId::new(id) else {
         return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
     };
@@ -210,6 +257,16 @@ pub async fn rotate_secret(
     let hash = auth::hash_device_secret(&secret);
     let target = id.clone();
     if let Err(r) = blocking(&state, move |s| s.set_device_secret(&target, &hash)).await {
+        audit_credentials(
+            &state,
+            &caller,
+            origin,
+            &id,
+            "secret rotated",
+            None,
+            r.status(),
+        )
+        .await;
         return r;
     }
     let closed = state
@@ -217,7 +274,19 @@ pub async fn rotate_secret(
         .as_ref()
         .map_or(0, |b| b.sessions.disconnect_device(&id));
     tracing::info!(closed_connections = closed, "device secret rotated");
-    Json(json!({ "device": id, "secret": secret, "closed_connections": closed })).into_response()
+    let response = Json(json!({ "device": id, "secret": secret, "closed_connections": closed }))
+        .into_response();
+    audit_credentials(
+        &state,
+        &caller,
+        origin,
+        &id,
+        "secret rotated",
+        None,
+        response.status(),
+    )
+    .await;
+    response
 }
 
 /// `POST /api/v1/devices/{id}/revoke`: the device can no longer sign in (MQTT and HTTP refuse
@@ -225,11 +294,13 @@ pub async fn rotate_secret(
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
+    origin: Origin,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = refuse(caller) {
-        return r;
-    }
+    let caller = match admit(caller) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let Ok(id) = DeviceId::new(id) else {
         return problem(StatusCode::NOT_FOUND, "not-found", "No such device.");
     };
@@ -239,6 +310,7 @@ pub async fn revoke(
     })
     .await
     {
+        audit_credentials(&state, &caller, origin, &id, "revoked", None, r.status()).await;
         return r;
     }
     let closed = state
@@ -246,7 +318,19 @@ pub async fn revoke(
         .as_ref()
         .map_or(0, |b| b.sessions.disconnect_device(&id));
     tracing::info!(closed_connections = closed, "device credentials revoked");
-    Json(json!({ "device": id, "revoked": true, "closed_connections": closed })).into_response()
+    let response = Json(json!({ "device": id, "revoked": true, "closed_connections": closed }))
+        .into_response();
+    audit_credentials(
+        &state,
+        &caller,
+        origin,
+        &id,
+        "revoked",
+        None,
+        response.status(),
+    )
+    .await;
+    response
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use vigil_model::audit::AuditAction;
 use vigil_model::{ObservationId, PatientId};
 use vigil_rules::cohort::{LimitChange, apply_limit_changes};
 use vigil_rules::news2::Spo2Scale;
@@ -22,6 +23,7 @@ use vigil_store::{AlarmQuery, Store};
 
 use super::AppState;
 use super::access::{Caller, Refused, Unauthenticated, within};
+use super::audit;
 use super::problem::Problem;
 use crate::surveillance::{CommandError, LiveEvent, news2_json, observation_event};
 use vigil_access::{Interaction, Reach, View};
@@ -448,6 +450,7 @@ pub async fn get_alert(
 pub async fn acknowledge(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
+    origin: audit::Origin,
     Path(id): Path<u64>,
 ) -> Response {
     let caller = match caller {
@@ -457,22 +460,25 @@ pub async fn acknowledge(
     if let Err(r) = may_act_on_alarm(&state, &caller, id).await {
         return r;
     }
-    match state
+    let done = state
         .surveillance
         .acknowledge(id, caller.0.subject.clone())
-        .await
-    {
+        .await;
+    let entry = audit::alarm_action(&caller, origin, AuditAction::AlarmAcknowledge, id, &done);
+    state.audit.record_done(entry).await;
+    match done {
         Ok(alarm) => Json(alarm).into_response(),
         Err(e) => command_error(e),
     }
 }
 
-/// Acknowledging or silencing changes the alarm (a FHIR Flag update) of its patient.
+/// Acknowledging or silencing changes the alarm (a FHIR Flag update) of its patient. An alarm
+/// that does not exist is left for the surveillance engine to refuse (and the audit to record).
 async fn may_act_on_alarm(state: &Arc<AppState>, caller: &Caller, id: u64) -> Result<(), Response> {
     let store = state.store.clone();
     let record = match tokio::task::spawn_blocking(move || store.alarm(id)).await {
         Ok(Ok(Some(record))) => record,
-        Ok(Ok(None)) => return Err(command_error(CommandError::NoSuchAlarm(id))),
+        Ok(Ok(None)) => return Ok(()),
         _ => {
             return Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -500,6 +506,7 @@ pub struct SilenceRequest {
 pub async fn silence(
     State(state): State<Arc<AppState>>,
     caller: Result<Caller, Unauthenticated>,
+    origin: audit::Origin,
     Path(id): Path<u64>,
     body: Result<Json<SilenceRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -518,11 +525,16 @@ pub async fn silence(
         }
     };
     let until = chrono::Utc::now() + chrono::Duration::minutes(i64::from(req.minutes));
-    match state
+    let done = state
         .surveillance
         .silence(id, caller.0.subject.clone(), until)
-        .await
-    {
+        .await;
+    let entry = audit::alarm_action(&caller, origin, AuditAction::AlarmSilence, id, &done);
+    state
+        .audit
+        .record_done(entry.detail(format!("minutes={}", req.minutes)))
+        .await;
+    match done {
         Ok(alarm) => Json(alarm).into_response(),
         Err(e) => command_error(e),
     }

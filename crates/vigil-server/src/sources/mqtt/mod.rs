@@ -27,8 +27,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vigil_model::DeviceId;
+use vigil_model::audit::Channel;
 use vigil_store::Store;
 
+use crate::audit;
 use crate::auth;
 use crate::pipeline::{self, DeviceMessage, Ingest, MessageError, MessageReport};
 use crate::telemetry;
@@ -67,6 +69,8 @@ pub struct BrokerContext {
     pub limits: vigil_codecs::DecodeLimits,
     pub config: MqttConfig,
     pub sessions: Sessions,
+    /// Refused sign-ins are audited.
+    pub audit: crate::audit::Auditor,
 }
 
 /// The open device connections, for delivering to a device's subscriptions and for take-over.
@@ -277,6 +281,9 @@ impl Connection {
             Err((refusal, reason)) => {
                 telemetry::mqtt_refused(reason);
                 tracing::info!(%peer, reason, "mqtt connection refused");
+                let claimed = connect.username.as_deref();
+                let entry = audit::device_login_refused(claimed, Channel::Mqtt, Some(peer), reason);
+                ctx.audit.record_done(entry).await;
                 let mut out = BytesMut::new();
                 wire::write(protocol, Outbound::ConnAckRefused(refusal), &mut out);
                 let _ = stream.write_all(&out).await;
