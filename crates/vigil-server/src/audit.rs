@@ -234,6 +234,43 @@ pub fn by(
         .source(source(Channel::Http, peer))
 }
 
+/// A bearer token refused (forged, expired, signed by someone else): who presented it is not
+/// known, only from where.
+pub fn bearer_refused(peer: Option<SocketAddr>) -> AuditEntry {
+    AuditEntry::new(
+        chrono::Utc::now(),
+        AuditAction::LoginFailed,
+        AuditAgent::anonymous(),
+        AuditEntity::kind("Token"),
+    )
+    .source(source(Channel::Http, peer))
+    .outcome(AuditOutcome::MinorFailure)
+    .detail("bad_token")
+}
+
+/// A person's login attempt with a password, and how it went.
+pub fn password_login(
+    account: &str,
+    peer: Option<SocketAddr>,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    detail: &'static str,
+) -> AuditEntry {
+    let agent = match vigil_model::UserId::new(account.to_owned()) {
+        Ok(id) => AuditAgent::person(id.as_str(), "account"),
+        Err(_) => AuditAgent::anonymous(),
+    };
+    AuditEntry::new(
+        chrono::Utc::now(),
+        action,
+        agent,
+        AuditEntity::kind("Session"),
+    )
+    .source(source(Channel::Http, peer))
+    .outcome(outcome)
+    .detail(detail)
+}
+
 /// A device (or someone claiming to be `claimed`) refused at sign-in, for `reason` (the same
 /// reason the refusal metric counts). The claimed id is kept only when it is a valid device id.
 pub fn device_login_refused(

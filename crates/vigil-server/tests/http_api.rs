@@ -843,13 +843,17 @@ async fn credential_changes_refused_devices_and_alarm_actions_are_audited_for_ad
         [
             "permission-denied",
             "alarm-acknowledge",
+            // The clinician's token, first used for the acknowledgement.
+            "token-use",
             "login-failed",
             "credential-change",
-            "credential-change"
+            "credential-change",
+            // The administrator's token, first used to register the device.
+            "token-use",
         ],
         "newest first"
     );
-    let failed_login = &all[2];
+    let failed_login = &all[3];
     assert_eq!(failed_login["agent"][0]["who"]["reference"], "Device/mon-1");
     assert_eq!(failed_login["outcome"], "4");
     assert_eq!(failed_login["outcomeDesc"], "bad_secret");
@@ -913,12 +917,14 @@ async fn credential_changes_refused_devices_and_alarm_actions_are_audited_for_ad
     let latest = api
         .audit_log
         .search(&vigil_store::audit::AuditQuery {
-            limit: 2,
+            limit: 3,
             ..Default::default()
         })
         .unwrap();
     assert_eq!(latest[0].entry.action.code(), "permission-denied");
-    assert_eq!(latest[1].entry.agent.id, "p1");
+    assert_eq!(latest[1].entry.action.code(), "token-use");
+    assert_eq!(latest[1].entry.agent.id, "p2");
+    assert_eq!(latest[2].entry.agent.id, "p1");
     assert!(matches!(
         verify(api.audit_log.as_ref()).unwrap(),
         Verification::Intact { .. }

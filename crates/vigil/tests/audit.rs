@@ -167,6 +167,21 @@ fn the_audit_trail_records_what_happened_and_verify_names_the_entry_someone_edit
         .unwrap()
         .trim()
         .to_owned();
+    // nadia's care team looks after p1.
+    vigil(&[
+        "team",
+        "set",
+        "--data-dir",
+        &data,
+        "--id",
+        "ward-4b",
+        "--name",
+        "Ward 4B",
+        "--member",
+        "nadia",
+        "--patient",
+        "p1",
+    ]);
     let nurse = token(&data, "clinician", "nadia");
     let admin = token(&data, "admin", "root");
     let server = Server::start(dir.path());
@@ -226,12 +241,17 @@ fn the_audit_trail_records_what_happened_and_verify_names_the_entry_someone_edit
         [
             "login-failed",
             "credential-change",
+            // The administrator's token, first used for the rotation.
+            "token-use",
             "alarm-acknowledge",
+            // The nurse's search of p1's alarms, and her token's first use.
+            "search",
+            "token-use",
             "credential-change"
         ],
         "newest first; the first credential change is the CLI's registration"
     );
-    let ack = &bundle["entry"][2]["resource"];
+    let ack = &bundle["entry"][3]["resource"];
     assert_eq!(ack["agent"][0]["who"]["identifier"]["value"], "nadia");
     assert_eq!(ack["agent"][0]["network"]["address"], "127.0.0.1");
     assert_eq!(ack["entity"][0]["what"]["reference"], "Patient/p1");

@@ -7,7 +7,11 @@
 //! load the caller's relationships (care teams, consents) from the store and apply the one policy
 //! in `vigil-access`, so every API, the live stream and exports decide alike.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ConnectInfo;
+use vigil_model::audit::{AuditAction, AuditEntity, AuditEntry, AuditOutcome};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -21,10 +25,10 @@ use super::AppState;
 use crate::auth::session;
 use crate::telemetry;
 
-/// An authenticated caller. Extracting it rejects the request with 401 when there is no valid
-/// token or session.
+/// An authenticated caller and the address the request came from (for the audit trail).
+/// Extracting it rejects the request with 401 when there is no valid token or session.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller(pub Principal, pub Option<SocketAddr>);
 
 /// Why a request was not authenticated (rendered by each API in its own error format).
 #[derive(Debug)]
@@ -66,22 +70,42 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        let origin = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
         if parts.headers.contains_key(header::AUTHORIZATION) {
             let Some(token) = bearer(parts) else {
                 telemetry::http_auth_refused("no_token");
                 return Err(Unauthenticated::Missing);
             };
-            if let Ok(principal) = state.tokens.verify(token) {
-                return Ok(Caller(principal));
-            }
-            if let Some(oidc) = &state.oidc {
-                match oidc.verify(token).await {
-                    Ok(principal) => return Ok(Caller(principal)),
-                    Err(e) => tracing::debug!(error = %e, "identity-provider token refused"),
+            let principal = match state.tokens.verify(token) {
+                Ok(principal) => Some(principal),
+                Err(_) => match &state.oidc {
+                    Some(oidc) => match oidc.verify(token).await {
+                        Ok(principal) => Some(principal),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "identity-provider token refused");
+                            None
+                        }
+                    },
+                    None => None,
+                },
+            };
+            let Some(principal) = principal else {
+                telemetry::http_auth_refused("bad_token");
+                let entry = crate::audit::bearer_refused(origin);
+                state.audit.record_done(entry).await;
+                return Err(Unauthenticated::Invalid);
+            };
+            let caller = Caller(principal, origin);
+            if first_use(token) {
+                let entry = caller.audit(AuditAction::TokenUse, AuditEntity::kind("Token"));
+                if state.audit.record(entry).await.is_err() {
+                    return Err(Unauthenticated::Unavailable);
                 }
             }
-            telemetry::http_auth_refused("bad_token");
-            return Err(Unauthenticated::Invalid);
+            return Ok(caller);
         }
         let cookie = parts
             .headers
@@ -118,8 +142,24 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 return Err(Unauthenticated::Csrf);
             }
         }
-        Ok(Caller(principal))
+        Ok(Caller(principal, origin))
     }
+}
+
+/// Tokens seen since start-up (their hashes), so that a token's first use is audited once
+/// rather than on every request (each request's own audit entry names the bearer anyway).
+static SEEN_TOKENS: Mutex<Option<std::collections::HashSet<[u8; 32]>>> = Mutex::new(None);
+/// Beyond this many, the set starts afresh (a token is then audited as used once more).
+const SEEN_TOKENS_MAX: usize = 100_000;
+
+fn first_use(token: &str) -> bool {
+    let hash = session::hash_token(token);
+    let mut seen = SEEN_TOKENS.lock().unwrap_or_else(|p| p.into_inner());
+    let set = seen.get_or_insert_with(Default::default);
+    if set.len() >= SEEN_TOKENS_MAX {
+        set.clear();
+    }
+    set.insert(hash)
 }
 
 /// The principal a live session cookie signs in, with the session's anti-CSRF token.
@@ -197,6 +237,7 @@ impl Caller {
     ) -> Result<View, Refused> {
         let principal = self.0.clone();
         let patient = patient.cloned();
+        let patient_for_audit = patient.clone();
         let store = state.store.clone();
         let decided = tokio::task::spawn_blocking(move || {
             let rels = relationships(store.as_ref(), &principal)?;
@@ -213,7 +254,24 @@ impl Caller {
         })
         .await
         .map_err(|_| Refused::Internal)??;
-        decided.map_err(|denial| self.denied(denial, resource_type))
+        match decided {
+            Ok(view) => Ok(view),
+            Err(denial) => {
+                let entry = self
+                    .audit(
+                        AuditAction::PermissionDenied,
+                        match &patient_for_audit {
+                            Some(p) => AuditEntity::resource(resource_type, p.as_str()),
+                            None => AuditEntity::kind(resource_type),
+                        },
+                    )
+                    .patients(patient_for_audit)
+                    .outcome(AuditOutcome::MinorFailure)
+                    .detail(format!("{} {denial}", interaction.letter()));
+                state.audit.record_done(entry).await;
+                Err(self.denied(denial, resource_type))
+            }
+        }
     }
 
     /// The patients this caller may search `resource_type` for, and how to show them.
@@ -237,7 +295,25 @@ impl Caller {
         })
         .await
         .map_err(|_| Refused::Internal)??;
-        scoped.map_err(|denial| self.denied(denial, resource_type))
+        match scoped {
+            Ok(scoped) => Ok(scoped),
+            Err(denial) => {
+                let entry = self
+                    .audit(
+                        AuditAction::PermissionDenied,
+                        AuditEntity::kind(resource_type),
+                    )
+                    .outcome(AuditOutcome::MinorFailure)
+                    .detail(format!("{} {denial}", interaction.letter()));
+                state.audit.record_done(entry).await;
+                Err(self.denied(denial, resource_type))
+            }
+        }
+    }
+
+    /// An audit entry of `action` on `entity` by this caller, now, from where they called.
+    pub fn audit(&self, action: AuditAction, entity: AuditEntity) -> AuditEntry {
+        crate::audit::by(&self.0, self.1, action, entity)
     }
 
     fn denied(&self, denial: Denial, resource_type: &'static str) -> Refused {

@@ -16,9 +16,11 @@ use vigil_store::{Store, StoreError, UserAccount};
 
 use super::AppState;
 use super::access::{Caller, Unauthenticated};
+use super::audit::Origin;
 use super::problem::Problem;
 use super::surveillance::unauthenticated;
 use crate::auth::{password, session};
+use vigil_model::audit::{AuditAction, AuditEntity, AuditOutcome};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +98,7 @@ fn account_json(user: &UserAccount, csrf: &str) -> serde_json::Value {
 /// the account is locked after repeated failures.
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    origin: Origin,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
@@ -106,7 +109,33 @@ pub async fn login(
         }
     };
     let store = state.store.clone();
+    let account = req.username.clone();
     let outcome = tokio::task::spawn_blocking(move || attempt_login(store.as_ref(), &req)).await;
+    // Every attempt is audited before it is answered; a sign-in that cannot be recorded fails.
+    let (action, result, detail) = match &outcome {
+        Ok(Ok(LoginOutcome::SignedIn { .. })) => {
+            (AuditAction::Login, AuditOutcome::Success, "password")
+        }
+        Ok(Ok(LoginOutcome::Refused)) => (
+            AuditAction::LoginFailed,
+            AuditOutcome::MinorFailure,
+            "wrong_account_or_password",
+        ),
+        Ok(Ok(LoginOutcome::Locked(_))) => (
+            AuditAction::LoginFailed,
+            AuditOutcome::MinorFailure,
+            "locked",
+        ),
+        _ => (
+            AuditAction::LoginFailed,
+            AuditOutcome::SeriousFailure,
+            "store_unavailable",
+        ),
+    };
+    let entry = crate::audit::password_login(&account, origin.0, action, result, detail);
+    if let Err(e) = state.audit.record(entry).await {
+        return super::audit::audit_unavailable(&e);
+    }
     match outcome {
         Ok(Ok(LoginOutcome::SignedIn { token, csrf, user })) => {
             metrics::counter!("vigil_logins_total", "outcome" => "success").increment(1);
@@ -155,9 +184,14 @@ pub async fn logout(
     caller: Result<Caller, Unauthenticated>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Err(u) = caller {
-        return unauthenticated(u);
-    }
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    state
+        .audit
+        .record_done(caller.audit(AuditAction::Logout, AuditEntity::kind("Session")))
+        .await;
     let token = headers
         .get_all(header::COOKIE)
         .iter()
@@ -185,7 +219,7 @@ pub async fn logout(
 /// `GET /api/v1/session`: who is signed in, with what role and scopes.
 pub async fn whoami(caller: Result<Caller, Unauthenticated>) -> Response {
     match caller {
-        Ok(Caller(p)) => Json(json!({
+        Ok(Caller(p, _)) => Json(json!({
             "subject": p.subject,
             "role": p.role.as_str(),
             "scopes": p.scopes.to_string(),
@@ -246,9 +280,10 @@ pub async fn put_care_team(
     Path(id): Path<String>,
     body: Result<Json<CareTeamBody>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = admin_only(caller) {
-        return r;
-    }
+    let caller = match admin_only(caller) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let Ok(id) = CareTeamId::new(id) else {
         return Problem::new(
             StatusCode::BAD_REQUEST,
@@ -289,6 +324,15 @@ pub async fn put_care_team(
     match tokio::task::spawn_blocking(move || store.put_care_team(&saved)).await {
         Ok(Ok(())) => {
             state.access_changed();
+            let entry = caller
+                .audit(
+                    AuditAction::Update,
+                    AuditEntity::resource("CareTeam", team.id.as_str()),
+                )
+                .patients(team.patients.clone());
+            if let Err(e) = state.audit.record(entry).await {
+                return super::audit::audit_unavailable(&e);
+            }
             Json(team).into_response()
         }
         Ok(Err(StoreError::NotFound { what, id })) => Problem::new(
@@ -341,11 +385,21 @@ pub async fn put_ward(
     };
     let store = state.store.clone();
     let ward = body.ward.clone();
+    let moved = patient.clone();
     match tokio::task::spawn_blocking(move || store.set_patient_ward(&patient, ward.as_deref()))
         .await
     {
         Ok(Ok(())) => {
             state.access_changed();
+            let entry = caller
+                .audit(
+                    AuditAction::Update,
+                    AuditEntity::resource("PatientWard", moved.as_str()),
+                )
+                .patient(moved);
+            if let Err(e) = state.audit.record(entry).await {
+                return super::audit::audit_unavailable(&e);
+            }
             Json(json!({ "ward": body.ward })).into_response()
         }
         Ok(Err(StoreError::NotFound { .. })) => {

@@ -26,6 +26,7 @@ use vigil_store::{
 use super::AppState;
 use super::access::{Caller, Refused, Unauthenticated, within};
 use vigil_access::{Interaction, View};
+use vigil_model::audit::{AuditAction, AuditEntity};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -100,6 +101,8 @@ enum ApiError {
     Unauthenticated(Unauthenticated),
     /// The request body could not be read (too large, cut off).
     Body(BytesRejection),
+    /// The access could not be recorded in the audit trail, so nothing is disclosed.
+    AuditUnavailable,
     Internal,
 }
 
@@ -208,6 +211,11 @@ impl IntoResponse for ApiError {
                 IssueType::Structure,
                 "the request body could not be read",
             ),
+            ApiError::AuditUnavailable => outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueType::Transient,
+                "the audit trail cannot be written; nothing is disclosed until it can. Retry later.",
+            ),
             ApiError::Internal => outcome(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 IssueType::Exception,
@@ -269,6 +277,38 @@ async fn scope_search(
         ));
     }
     Ok((within(&scoped), scoped.view))
+}
+
+/// Records that the caller did `action` on `entity` concerning `patients`, before the answer
+/// goes out: nothing is disclosed or changed unrecorded.
+async fn audited(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    action: AuditAction,
+    entity: AuditEntity,
+    patients: impl IntoIterator<Item = PatientId>,
+) -> Result<(), ApiError> {
+    let entry = caller.audit(action, entity).patients(patients);
+    state.audit.record(entry).await.map_err(|e| {
+        tracing::error!(error = %e, "request refused: the audit trail is unavailable");
+        ApiError::AuditUnavailable
+    })
+}
+
+/// The distinct patients of a page of results, in order.
+fn distinct_patients<'a>(patients: impl IntoIterator<Item = &'a PatientId>) -> Vec<PatientId> {
+    let mut out: Vec<PatientId> = Vec::new();
+    for p in patients {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// A search's query string as the audit keeps it.
+fn query_text(raw: &[(String, String)]) -> String {
+    encode(raw)
 }
 
 /// Runs a blocking store call off the async runtime.
@@ -381,7 +421,17 @@ async fn read_patient(
     })
     .await?;
     match found {
-        Some(resource) => Ok(Fhir::ok(state.shown(resource, view))),
+        Some(resource) => {
+            audited(
+                &state,
+                &caller,
+                AuditAction::Read,
+                AuditEntity::resource("Patient", id.as_str()),
+                [id.clone()],
+            )
+            .await?;
+            Ok(Fhir::ok(state.shown(resource, view)))
+        }
         None => Err(ApiError::NotFound(format!("Patient/{id} not found"))),
     }
 }
@@ -439,6 +489,14 @@ async fn search_patients(
     }
     let more = found.len() > count;
     found.truncate(count);
+    audited(
+        &state,
+        &caller,
+        AuditAction::Search,
+        AuditEntity::search("Patient", query_text(&raw)),
+        distinct_patients(found.iter().map(|p| &p.id)),
+    )
+    .await?;
     let (self_link, next) = offset_links(
         &state.fhir_base,
         "Patient",
@@ -489,6 +547,14 @@ async fn create_patient(
         s.create_patient(&stored)?;
         patient_resource(s, &stored)
     })
+    .await?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Create,
+        AuditEntity::resource("Patient", patient.id.as_str()),
+        [patient.id.clone()],
+    )
     .await?;
     let location = format!("{}/Patient/{}", state.fhir_base, patient.id);
     Ok(Fhir {
@@ -542,6 +608,18 @@ async fn update_patient(
         Ok((created, patient_resource(s, &stored)?))
     })
     .await?;
+    audited(
+        &state,
+        &caller,
+        if created {
+            AuditAction::Create
+        } else {
+            AuditAction::Update
+        },
+        AuditEntity::resource("Patient", patient.id.as_str()),
+        [patient.id.clone()],
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -569,6 +647,14 @@ async fn read_device(
     let (device, patient) = visible_device(&state, &caller, id.clone(), "Device")
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Device/{id} not found")))?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Read,
+        AuditEntity::resource("Device", id.as_str()),
+        patient.clone(),
+    )
+    .await?;
     Ok(Fhir::ok(vigil_fhir::device_to_fhir(
         &device,
         patient.as_ref(),
@@ -620,6 +706,14 @@ async fn search_devices(
     })
     .await?;
     let more = found.len() > count;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Search,
+        AuditEntity::search("Device", query_text(&raw)),
+        distinct_patients(found.iter().take(count).filter_map(|(_, p)| p.as_ref())),
+    )
+    .await?;
     let (self_link, next) = offset_links(
         &state.fhir_base,
         "Device",
@@ -669,6 +763,14 @@ async fn read_observation(
             Some(&observation.patient),
         )
         .await?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Read,
+        AuditEntity::resource("Observation", id.as_str()),
+        [observation.patient.clone()],
+    )
+    .await?;
     Ok(Fhir::ok(state.shown(
         vigil_fhir::observation_to_fhir(&observation),
         view,
@@ -713,6 +815,14 @@ async fn search_observations(
     };
     let more = found.len() > count;
     let page = &found[..found.len().min(count)];
+    audited(
+        &state,
+        &caller,
+        AuditAction::Search,
+        AuditEntity::search("Observation", query_text(&raw)),
+        distinct_patients(page.iter().map(|o| &o.patient)),
+    )
+    .await?;
     let canonical = search.to_params();
     let self_link = format!("{}/Observation?{}", state.fhir_base, encode(&canonical));
     let next = match (more, page.last()) {
@@ -794,6 +904,14 @@ async fn read_flag(
     caller
         .check(&state, "Flag", Interaction::Read, record.patient.as_ref())
         .await?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Read,
+        AuditEntity::resource("Flag", id.as_str()),
+        record.patient.clone(),
+    )
+    .await?;
     Ok(Fhir::ok(flag))
 }
 
@@ -837,6 +955,21 @@ async fn search_flags(
     .take(count + 1)
     .collect();
     let more = matching.len() > count;
+    let shown_patients: Vec<PatientId> = matching
+        .iter()
+        .take(count)
+        .filter_map(|f| f["subject"]["reference"].as_str())
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .filter_map(|p| PatientId::new(p).ok())
+        .collect();
+    audited(
+        &state,
+        &caller,
+        AuditAction::Search,
+        AuditEntity::search("Flag", query_text(&raw)),
+        distinct_patients(shown_patients.iter()),
+    )
+    .await?;
     let (self_link, next) = offset_links(
         &state.fhir_base,
         "Flag",
@@ -989,6 +1122,14 @@ async fn create_observation(
     let stored = blocking(&state, move |s| s.observation(ObservationId(id)))
         .await?
         .ok_or(ApiError::Internal)?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Create,
+        AuditEntity::resource("Observation", id.to_string()),
+        [stored.patient.clone()],
+    )
+    .await?;
     Ok(Fhir {
         status,
         location: Some(format!("{}/Observation/{id}", state.fhir_base)),
@@ -1010,6 +1151,14 @@ async fn post_bundle(
     let bundle =
         vigil_fhir::bundle_from_fhir(&body, &vigil_fhir::InputLimits::received_at(received))?;
     let kind = bundle.kind();
+    let subjects = distinct_patients(match &bundle {
+        BundleInput::Batch(entries) => entries
+            .iter()
+            .filter_map(|e| e.as_ref().ok())
+            .map(|i| &i.subject)
+            .collect::<Vec<_>>(),
+        BundleInput::Transaction(entries) => entries.iter().map(|i| &i.subject).collect(),
+    });
     let outcomes = match bundle {
         BundleInput::Batch(entries) => {
             let mut outcomes = Vec::with_capacity(entries.len());
@@ -1088,6 +1237,14 @@ async fn post_bundle(
                 .collect()
         }
     };
+    audited(
+        &state,
+        &caller,
+        AuditAction::Create,
+        AuditEntity::kind("Bundle"),
+        subjects,
+    )
+    .await?;
     Ok(Fhir::ok(vigil_fhir::batch_response_bundle(kind, &outcomes)))
 }
 
@@ -1136,9 +1293,17 @@ async fn read_device_metric(
         .strip_suffix(vigil_fhir::CALIBRATION_METRIC_SUFFIX)
         .and_then(|d| DeviceId::new(d).ok())
         .ok_or_else(not_found)?;
-    let (device, _) = visible_device(&state, &caller, device, "DeviceMetric")
+    let (device, patient) = visible_device(&state, &caller, device, "DeviceMetric")
         .await?
         .ok_or_else(not_found)?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Read,
+        AuditEntity::resource("DeviceMetric", id.as_str()),
+        patient,
+    )
+    .await?;
     vigil_fhir::calibration_metric(&device, chrono::Utc::now())
         .map(Fhir::ok)
         .ok_or_else(not_found)
@@ -1176,18 +1341,28 @@ async fn search_device_metrics(
     let self_link = format!("{}/DeviceMetric?source=Device/{source}", state.fhir_base);
     let entries = match DeviceId::new(source) {
         Ok(id) => match visible_device(&state, &caller, id, "DeviceMetric").await? {
-            Some((device, _)) => vigil_fhir::calibration_metric(&device, chrono::Utc::now())
-                .map(|m| {
-                    vec![(
-                        format!(
-                            "{}/DeviceMetric/{}",
-                            state.fhir_base,
-                            m["id"].as_str().unwrap_or_default()
-                        ),
-                        m,
-                    )]
-                })
-                .unwrap_or_default(),
+            Some((device, patient)) => {
+                audited(
+                    &state,
+                    &caller,
+                    AuditAction::Search,
+                    AuditEntity::search("DeviceMetric", query_text(&raw)),
+                    patient,
+                )
+                .await?;
+                vigil_fhir::calibration_metric(&device, chrono::Utc::now())
+                    .map(|m| {
+                        vec![(
+                            format!(
+                                "{}/DeviceMetric/{}",
+                                state.fhir_base,
+                                m["id"].as_str().unwrap_or_default()
+                            ),
+                            m,
+                        )]
+                    })
+                    .unwrap_or_default()
+            }
             None => Vec::new(),
         },
         Err(_) => Vec::new(),
@@ -1230,6 +1405,14 @@ async fn read_consent(
     caller
         .check(&state, "Consent", Interaction::Read, Some(&consent.patient))
         .await?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Read,
+        AuditEntity::resource("Consent", consent.id.as_str()),
+        [consent.patient.clone()],
+    )
+    .await?;
     Ok(Fhir::ok(vigil_fhir::consent_to_fhir(&consent)))
 }
 
@@ -1276,6 +1459,14 @@ async fn search_consents(
     let (_, _) = scope_search(&state, &caller, "Consent", Some(&patient)).await?;
     let lookup = patient.clone();
     let consents = blocking(&state, move |s| s.consents_of(&lookup)).await?;
+    audited(
+        &state,
+        &caller,
+        AuditAction::Search,
+        AuditEntity::search("Consent", query_text(&raw)),
+        [patient.clone()],
+    )
+    .await?;
     let self_link = format!("{}/Consent?patient=Patient/{patient}", state.fhir_base);
     let entries = consents
         .iter()
@@ -1291,11 +1482,37 @@ async fn search_consents(
     )))
 }
 
-/// Stores a consent and tells open live streams that access changed.
-async fn save_consent(state: &Arc<AppState>, consent: Consent) -> Result<(), ApiError> {
+/// Stores a consent, records the change in the audit trail and tells open live streams that
+/// access changed.
+async fn save_consent(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    consent: Consent,
+) -> Result<(), ApiError> {
+    let entity = AuditEntity::resource("Consent", consent.id.as_str());
+    let patient = consent.patient.clone();
+    let detail = format!(
+        "{} {} {}",
+        match consent.status {
+            ConsentStatus::Active => "grant",
+            ConsentStatus::Inactive => "revoke",
+        },
+        match consent.grantee.kind {
+            vigil_model::GranteeKind::Person => "person",
+            vigil_model::GranteeKind::Organization => "organization",
+        },
+        consent.grantee.id
+    );
     blocking(state, move |s| s.put_consent(&consent)).await?;
     state.access_changed();
-    Ok(())
+    let entry = caller
+        .audit(AuditAction::ConsentChange, entity)
+        .patient(patient)
+        .detail(detail);
+    state.audit.record(entry).await.map_err(|e| {
+        tracing::error!(error = %e, "a consent changed but could not be audited");
+        ApiError::AuditUnavailable
+    })
 }
 
 /// `POST /fhir/Consent`: a patient (or an administrator for them) shares their record.
@@ -1329,7 +1546,7 @@ async fn create_consent(
         recorded_by: recorder(&caller)?,
         recorded_at: now,
     };
-    save_consent(&state, consent.clone()).await?;
+    save_consent(&state, &caller, consent.clone()).await?;
     Ok(Fhir {
         status: StatusCode::CREATED,
         location: Some(format!("{}/Consent/{}", state.fhir_base, consent.id)),
@@ -1374,7 +1591,7 @@ async fn update_consent(
         recorded_at: chrono::Utc::now(),
         ..existing
     };
-    save_consent(&state, consent.clone()).await?;
+    save_consent(&state, &caller, consent.clone()).await?;
     Ok(Fhir::ok(vigil_fhir::consent_to_fhir(&consent)))
 }
 
@@ -1406,6 +1623,6 @@ async fn revoke_consent(
         recorded_at: chrono::Utc::now(),
         ..existing
     };
-    save_consent(&state, consent).await?;
+    save_consent(&state, &caller, consent).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -90,6 +90,17 @@ pub async fn list_refused(
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.refusals(&query)).await {
         Ok(Ok(found)) => {
+            // Refused payloads may hold patient data: reading them is recorded like any read.
+            let entry = caller.audit(
+                vigil_model::audit::AuditAction::Search,
+                vigil_model::audit::AuditEntity::search(
+                    "RefusedMessage",
+                    format!("returned={}", found.len()),
+                ),
+            );
+            if let Err(e) = state.audit.record(entry).await {
+                return super::audit::audit_unavailable(&e);
+            }
             Json(json!({ "refused": found.iter().map(refusal_json).collect::<Vec<_>>() }))
                 .into_response()
         }

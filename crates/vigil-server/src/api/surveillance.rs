@@ -27,6 +27,7 @@ use super::audit;
 use super::problem::Problem;
 use crate::surveillance::{CommandError, LiveEvent, news2_json, observation_event};
 use vigil_access::{Interaction, Reach, View};
+use vigil_model::audit::AuditEntity;
 
 pub(super) fn unauthenticated(u: Unauthenticated) -> Response {
     let detail = match u {
@@ -47,6 +48,23 @@ pub(super) fn unauthenticated(u: Unauthenticated) -> Response {
     let mut p = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
     p.www_authenticate = Some("Bearer realm=\"vigil\"");
     p.into_response()
+}
+
+/// Records an access before its answer goes out; `Err` is the answer when the audit trail
+/// cannot be written (nothing is disclosed unrecorded).
+async fn audited(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    action: AuditAction,
+    entity: AuditEntity,
+    patients: impl IntoIterator<Item = PatientId>,
+) -> Result<(), Response> {
+    let entry = caller.audit(action, entity).patients(patients);
+    state
+        .audit
+        .record(entry)
+        .await
+        .map_err(|e| audit::audit_unavailable(&e))
 }
 
 fn forbidden(detail: &str) -> Response {
@@ -174,12 +192,20 @@ pub async fn news2(
     caller: Result<Caller, Unauthenticated>,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, id) = match patient_for(&state, caller, id, "Observation", Interaction::Read).await {
+    let (caller, id) = match patient_for(&state, caller, id, "Observation", Interaction::Read).await
+    {
         Ok(ok) => ok,
         Err(refusal) => return refusal.into_response(),
     };
     match state.surveillance.news2(id.clone()).await {
-        Ok(assessment) => Json(news2_json(&id, &assessment)).into_response(),
+        Ok(assessment) => {
+            let entity = AuditEntity::resource("NEWS2", id.as_str());
+            if let Err(r) = audited(&state, &caller, AuditAction::Read, entity, [id.clone()]).await
+            {
+                return r;
+            }
+            Json(news2_json(&id, &assessment)).into_response()
+        }
         Err(e) => command_error(e),
     }
 }
@@ -238,12 +264,18 @@ pub async fn get_settings(
     caller: Result<Caller, Unauthenticated>,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, id) = match patient_for(&state, caller, id, "Patient", Interaction::Read).await {
+    let (caller, id) = match patient_for(&state, caller, id, "Patient", Interaction::Read).await {
         Ok(ok) => ok,
         Err(refusal) => return refusal.into_response(),
     };
-    match state.surveillance.settings(id).await {
-        Ok(settings) => Json(settings_json(&settings)).into_response(),
+    match state.surveillance.settings(id.clone()).await {
+        Ok(settings) => {
+            let entity = AuditEntity::resource("MonitoringSettings", id.as_str());
+            if let Err(r) = audited(&state, &caller, AuditAction::Read, entity, [id]).await {
+                return r;
+            }
+            Json(settings_json(&settings)).into_response()
+        }
         Err(e) => command_error(e),
     }
 }
@@ -314,8 +346,14 @@ pub async fn put_settings(
         by_role = caller.0.role.as_str(),
         "patient monitoring settings changed"
     );
-    match state.surveillance.set_settings(id, settings).await {
-        Ok(()) => Json(shown).into_response(),
+    match state.surveillance.set_settings(id.clone(), settings).await {
+        Ok(()) => {
+            let entity = AuditEntity::resource("MonitoringSettings", id.as_str());
+            if let Err(r) = audited(&state, &caller, AuditAction::Update, entity, [id]).await {
+                return r;
+            }
+            Json(shown).into_response()
+        }
         Err(e) => command_error(e),
     }
 }
@@ -363,6 +401,14 @@ pub async fn list_alerts(
     if patient.as_ref().is_some_and(|p| !scoped.reach.includes(p)) {
         return refused(Refused::Denied(vigil_access::Denial::NotYourPatient));
     }
+    let query_text = format!(
+        "status={}{}",
+        if open_only { "active" } else { "all" },
+        patient
+            .as_ref()
+            .map(|p| format!("&patient={p}"))
+            .unwrap_or_default()
+    );
     let query = AlarmQuery {
         patient,
         open_only,
@@ -384,6 +430,20 @@ pub async fn list_alerts(
                     v
                 })
                 .collect();
+            let patients: Vec<PatientId> =
+                records
+                    .iter()
+                    .filter_map(|r| r.patient.clone())
+                    .fold(Vec::new(), |mut acc, p| {
+                        if !acc.contains(&p) {
+                            acc.push(p);
+                        }
+                        acc
+                    });
+            let entity = AuditEntity::search("Alarm", query_text);
+            if let Err(r) = audited(&state, &caller, AuditAction::Search, entity, patients).await {
+                return r;
+            }
             Json(json!({ "alerts": alerts })).into_response()
         }
         _ => Problem::new(
@@ -443,6 +503,10 @@ pub async fn get_alert(
         .iter()
         .map(|e| json!({"at": e.at, "kind": e.kind, "by": e.by, "detail": e.detail}))
         .collect();
+    let entity = AuditEntity::resource("Alarm", id.to_string());
+    if let Err(r) = audited(&state, &caller, AuditAction::Read, entity, record.patient).await {
+        return r;
+    }
     Json(body).into_response()
 }
 
@@ -607,10 +671,31 @@ pub async fn stream(
                 .into_response();
         }
     };
+    let subscriber = caller.clone();
     let gate = match StreamGate::open(state.clone(), caller, patient.clone()).await {
         Ok(gate) => gate,
         Err(r) => return r,
     };
+    // Following the live stream is recorded once, when it opens; what it may carry is then
+    // limited by the same access decision, looked up again as consents and care teams change.
+    let entity = AuditEntity::search(
+        "Stream",
+        patient
+            .as_ref()
+            .map(|p| format!("patient={p}"))
+            .unwrap_or_default(),
+    );
+    if let Err(r) = audited(
+        &state,
+        &subscriber,
+        AuditAction::Search,
+        entity,
+        patient.clone(),
+    )
+    .await
+    {
+        return r;
+    }
     // Subscribe before reading the logs, so nothing falls between the replay and the live feed.
     let live = state.surveillance.subscribe();
     let resume = headers
