@@ -17,6 +17,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+pub mod key;
 pub mod sqlite;
 
 pub use error::StoreError;

@@ -16,6 +16,7 @@
 //! - **Schema**: see `sqlite/schema.rs`; versioned migrations run at [`SqliteStore::open`].
 
 mod codec;
+mod encryption;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -45,6 +46,9 @@ use crate::{
     StoredRefusal, StoredTemplate, StreamEvent, Submission, SubmissionOutcome, SurveillanceStep,
     WaveformQuery,
 };
+pub use encryption::{OpenError, backup, encrypt, rekey, restore};
+
+use crate::key::StoreKey;
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
 };
@@ -68,6 +72,7 @@ const NAME_SEPARATOR: char = '\u{1f}';
 /// The embedded store. `Send + Sync`: share it in an `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
+    encrypted: bool,
     writer: Mutex<Writer>,
     readers: Readers,
     codes: Codes,
@@ -82,12 +87,27 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`: the directory, the database file
-    /// [`DATABASE_FILE`] in it, WAL mode, and every schema migration not yet applied.
+    /// Opens (creating if needed) the store in `data_dir`, unencrypted: the directory, the
+    /// database file [`DATABASE_FILE`] in it, WAL mode, and every schema migration not yet
+    /// applied. For tests and tools; the `vigil` binary always uses [`SqliteStore::open_encrypted`].
     ///
     /// `Corrupt` if the file is not a Vigil database or has a schema newer than this code knows;
     /// `Backend` if the directory or file cannot be created or opened.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(data_dir, None).map_err(OpenError::into_store)
+    }
+
+    /// Opens (creating if needed) the store in `data_dir` encrypted with `key` (SQLCipher; see
+    /// `docs/encryption.md`). Every connection the store opens, the writer's and each reader's,
+    /// is keyed.
+    ///
+    /// [`OpenError::WrongKey`] if the database exists and `key` does not open it;
+    /// [`OpenError::NotEncrypted`] if it exists unencrypted.
+    pub fn open_encrypted(data_dir: &Path, key: &StoreKey) -> Result<SqliteStore, OpenError> {
+        SqliteStore::open_with(data_dir, Some(key))
+    }
+
+    fn open_with(data_dir: &Path, key: Option<&StoreKey>) -> Result<SqliteStore, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Backend(format!(
                 "cannot create the data directory {}: {e}",
@@ -96,7 +116,7 @@ impl SqliteStore {
         })?;
         let path = data_dir.join(DATABASE_FILE);
         let opened = (|| -> Result<SqliteStore, Fail> {
-            let mut conn = open_connection(&path, Role::Writer)?;
+            let mut conn = open_connection(&path, Role::Writer, key)?;
             schema::migrate(&mut conn)?;
             let codes = Codes::load(&mut conn)?;
             let data_version = data_version(&conn)?;
@@ -105,12 +125,18 @@ impl SqliteStore {
                     conn,
                     cache: WriterCache::new(data_version),
                 }),
-                readers: Readers::new(path.clone()),
+                readers: Readers::new(path.clone(), key.cloned()),
                 codes,
+                encrypted: key.is_some(),
                 path: path.clone(),
             })
         })();
-        opened.map_err(|e| e.into_store("opening the database"))
+        opened.map_err(|e| e.into_open(&path, "opening the database"))
+    }
+
+    /// Whether the store's files are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// The database file.
@@ -180,9 +206,13 @@ impl SqliteStore {
 
 /// An operation's failure before it gets its context: a SQLite error, or a decision already made.
 #[derive(Debug)]
-enum Fail {
+pub(crate) enum Fail {
     Db(rusqlite::Error),
     Store(StoreError),
+    /// The file is encrypted and the key given does not decrypt it (or it is not a database).
+    WrongKey,
+    /// A key was given but the file is a plaintext SQLite database.
+    NotEncrypted,
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -204,10 +234,20 @@ fn corrupt(message: impl Into<String>) -> Fail {
 impl Fail {
     /// Maps SQLite's errors to ours. Messages name the operation and the kind of failure; they
     /// never carry values, ids or SQLite's own message text.
-    fn into_store(self, op: &'static str) -> StoreError {
+    pub(crate) fn into_store(self, op: &'static str) -> StoreError {
         let e = match self {
             Fail::Store(e) => return e,
             Fail::Db(e) => e,
+            Fail::WrongKey => {
+                return StoreError::Corrupt(format!(
+                    "{op}: the database is encrypted and this key does not open it"
+                ));
+            }
+            Fail::NotEncrypted => {
+                return StoreError::Corrupt(format!(
+                    "{op}: the database is not encrypted but a key was given"
+                ));
+            }
         };
         use rusqlite::Error as E;
         match &e {
@@ -275,17 +315,44 @@ impl Fail {
 // Connections
 
 #[derive(Clone, Copy, PartialEq)]
-enum Role {
+pub(crate) enum Role {
+    /// The store's writer: creates the file, switches it to WAL.
     Writer,
+    /// A pooled reader: `query_only`.
     Reader,
+    /// A maintenance tool (backup, rekey, restore): read-write, never creates the file, leaves
+    /// the journal mode alone.
+    Maintenance,
 }
 
-fn open_connection(path: &Path, role: Role) -> Result<Connection, Fail> {
+/// The first 16 bytes of every plaintext SQLite database file (file format §1.3.1). An
+/// SQLCipher file starts with its random salt instead.
+const PLAINTEXT_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Opens one connection to the database file at `path`, keyed with `key` when given. The one
+/// place a connection is made: the store's writer and readers, and every maintenance tool
+/// (backup, rekey, restore), go through here so none can forget the key.
+///
+/// With a key: fails with [`Fail::NotEncrypted`] if the file is plaintext SQLite, and with
+/// [`Fail::WrongKey`] if the key does not decrypt it (SQLCipher only notices at the first read,
+/// so the schema is read here once). Also fails if the SQLite linked in is not SQLCipher, which
+/// would otherwise ignore the key and write plaintext.
+pub(crate) fn open_connection(
+    path: &Path,
+    role: Role,
+    key: Option<&StoreKey>,
+) -> Result<Connection, Fail> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if role == Role::Writer {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
+    if key.is_some() && starts_with_plaintext_header(path)? {
+        return Err(Fail::NotEncrypted);
+    }
     let conn = Connection::open_with_flags(path, flags)?;
+    if let Some(key) = key {
+        apply_key(&conn, key)?;
+    }
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if role == Role::Writer {
@@ -300,12 +367,72 @@ fn open_connection(path: &Path, role: Role) -> Result<Connection, Fail> {
         }
         // 16 MiB of page cache: the observation indexes' hot pages stay in memory.
         conn.pragma_update(None, "cache_size", -16_384)?;
-    } else {
+    } else if role == Role::Reader {
         conn.pragma_update(None, "query_only", true)?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     Ok(conn)
+}
+
+/// Keys a fresh connection and proves the key opens the file.
+fn apply_key(conn: &Connection, key: &StoreKey) -> Result<(), Fail> {
+    // `cipher_version` is answered only by SQLCipher; plain SQLite ignores `PRAGMA key`.
+    let cipher: Option<String> = conn
+        .query_row("PRAGMA cipher_version", [], |r| r.get(0))
+        .optional()?;
+    if cipher.is_none_or(|v| v.is_empty()) {
+        return Err(StoreError::Backend(
+            "this build of Vigil is linked without SQLCipher and cannot encrypt the store".into(),
+        )
+        .into());
+    }
+    // SQLCipher would print its own diagnostics ("hmac check failed for pgno=1") to stderr; the
+    // failure reaches the caller as an error with its meaning instead.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    // A raw key: SQLCipher uses it as the AES-256 key directly (no PBKDF2), and derives the
+    // HMAC key from it. The literal cannot be bound as a parameter in a PRAGMA.
+    let statement = zeroize::Zeroizing::new(format!(
+        "PRAGMA key = \"{}\";",
+        key.sqlcipher_literal().as_str()
+    ));
+    conn.execute_batch(&statement)?;
+    match conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::NotADatabase => {
+            Err(Fail::WrongKey)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the file at `path` exists and begins with the plaintext SQLite header.
+fn starts_with_plaintext_header(path: &Path) -> Result<bool, Fail> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(StoreError::Backend(format!(
+                "cannot read the database file {}: {e}",
+                path.display()
+            ))
+            .into());
+        }
+    };
+    let mut header = [0u8; 16];
+    match file.read_exact(&mut header) {
+        Ok(()) => Ok(&header == PLAINTEXT_HEADER),
+        // Shorter than a header: empty or not a database; SQLite will say which.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(StoreError::Backend(format!(
+            "cannot read the database file {}: {e}",
+            path.display()
+        ))
+        .into()),
+    }
 }
 
 fn data_version(conn: &Connection) -> Result<i64, Fail> {
@@ -315,6 +442,7 @@ fn data_version(conn: &Connection) -> Result<i64, Fail> {
 /// The pooled reader connections, opened on first use.
 struct Readers {
     path: PathBuf,
+    key: Option<StoreKey>,
     state: Mutex<ReaderPool>,
     returned: Condvar,
 }
@@ -331,9 +459,10 @@ struct Reader<'a> {
 }
 
 impl Readers {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, key: Option<StoreKey>) -> Self {
         Readers {
             path,
+            key,
             state: Mutex::new(ReaderPool {
                 idle: Vec::new(),
                 open: 0,
@@ -362,7 +491,7 @@ impl Readers {
             if pool.open < READERS {
                 pool.open += 1;
                 drop(pool);
-                return match open_connection(&self.path, Role::Reader) {
+                return match open_connection(&self.path, Role::Reader, self.key.as_ref()) {
                     Ok(conn) => Ok(Reader {
                         pool: self,
                         conn: Some(conn),
