@@ -55,6 +55,9 @@ use codec::{
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vigil.db";
+/// The lock file in the data directory: every open store holds it shared, a maintenance command
+/// (re-key, encrypt, restore) exclusively.
+pub const LOCK_FILE: &str = "vigil.lock";
 /// How long a connection waits for another one (or another process) to release a lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reader connections kept open at most; a reader beyond that waits for one to be returned.
@@ -73,6 +76,8 @@ const NAME_SEPARATOR: char = '\u{1f}';
 pub struct SqliteStore {
     path: PathBuf,
     encrypted: bool,
+    /// The shared hold on the data directory's [`LOCK_FILE`], released when the store is dropped.
+    _hold: std::fs::File,
     writer: Mutex<Writer>,
     readers: Readers,
     codes: Codes,
@@ -114,6 +119,7 @@ impl SqliteStore {
                 data_dir.display()
             ))
         })?;
+        let hold = encryption::hold_shared(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
         let opened = (|| -> Result<SqliteStore, Fail> {
             let mut conn = open_connection(&path, Role::Writer, key)?;
@@ -128,6 +134,7 @@ impl SqliteStore {
                 readers: Readers::new(path.clone(), key.cloned()),
                 codes,
                 encrypted: key.is_some(),
+                _hold: hold,
                 path: path.clone(),
             })
         })();

@@ -8,7 +8,6 @@ use vigil_server::auth::{self, Role, TokenKeys};
 use vigil_store::{DeviceQuery, PatientQuery};
 
 use crate::DataDir;
-use crate::config::open_store;
 
 #[derive(Subcommand)]
 pub enum PatientCommand {
@@ -134,14 +133,14 @@ pub fn patient(cmd: PatientCommand) -> anyhow::Result<()> {
             if name.trim().is_empty() {
                 bail!("the name must not be empty");
             }
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             let mut patient = Patient::new(id.clone(), name.trim());
             patient.mrn = mrn;
             store.create_patient(&patient)?;
             println!("patient {id} added");
         }
         PatientCommand::List { data } => {
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             for p in store.search_patients(&PatientQuery {
                 limit: 10_000,
                 ..Default::default()
@@ -176,7 +175,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
                 .map(PatientId::new)
                 .transpose()
                 .context("invalid patient id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             if let Some(p) = &patient
                 && store.patient(p)?.is_none()
             {
@@ -217,7 +216,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         } => {
             let id = DeviceId::new(id).context("invalid device id")?;
             let patient = PatientId::new(patient).context("invalid patient id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             let binding = store.bind(
                 &id,
                 &patient,
@@ -230,7 +229,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::RotateSecret { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             let secret = auth::new_device_secret();
             store.set_device_secret(&id, &auth::hash_device_secret(&secret))?;
             println!("device {id}: new secret (the old one no longer works)");
@@ -241,7 +240,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Revoke { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             store.set_device_secret(&id, &vigil_store::REVOKED)?;
             println!(
                 "device {id} revoked: it can no longer sign in (rotate-secret gives it a new secret)"
@@ -249,12 +248,12 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Unbind { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             store.unbind(&id, chrono::Utc::now())?;
             println!("device {id} unbound");
         }
         DeviceCommand::List { data } => {
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             for d in store.search_devices(&DeviceQuery {
                 limit: 10_000,
                 ..Default::default()

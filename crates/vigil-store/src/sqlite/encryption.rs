@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, ErrorCode, params};
 use thiserror::Error;
 
-use super::{DATABASE_FILE, Fail, Role, open_connection};
+use super::{DATABASE_FILE, Fail, LOCK_FILE, Role, open_connection};
 use crate::StoreError;
 use crate::key::StoreKey;
 
@@ -28,6 +28,10 @@ pub enum OpenError {
         "the store {path} is in use by another process; stop `vigil serve` (and any other vigil command on this data directory) and try again"
     )]
     InUse { path: PathBuf },
+    #[error(
+        "the store {path} is being re-keyed, encrypted or restored by another command; start again when it has finished"
+    )]
+    UnderMaintenance { path: PathBuf },
     #[error("{path} already exists; refusing to overwrite it")]
     AlreadyExists { path: PathBuf },
     #[error("there is no store at {path}")]
@@ -65,6 +69,57 @@ impl Fail {
             }
             other => OpenError::Store(other.into_store(op)),
         }
+    }
+}
+
+/// Opens (creating it, owner-only) the data directory's lock file.
+fn lock_file(data_dir: &Path) -> Result<std::fs::File, OpenError> {
+    let path = data_dir.join(LOCK_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(&path)
+        .map_err(|e| backend(format!("cannot open the lock file {}: {e}", path.display())))
+}
+
+/// The hold every open store keeps on its data directory: shared, so a server and operator
+/// commands work side by side, but never beside a maintenance command's exclusive hold.
+///
+/// SQLite's own locks cannot serve here: an idle connection in WAL mode holds no lock on the
+/// database file, so another process could switch the journal mode and re-key under a running
+/// server's feet.
+pub(crate) fn hold_shared(data_dir: &Path) -> Result<std::fs::File, OpenError> {
+    let file = lock_file(data_dir)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::UnderMaintenance {
+            path: data_dir.join(DATABASE_FILE),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(backend(format!(
+            "cannot lock {}: {e}",
+            data_dir.join(LOCK_FILE).display()
+        ))),
+    }
+}
+
+/// A maintenance command's exclusive hold on the data directory; [`OpenError::InUse`] while any
+/// store (a server, an operator command) has it open.
+fn hold_exclusive(data_dir: &Path) -> Result<std::fs::File, OpenError> {
+    let file = lock_file(data_dir)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::InUse {
+            path: data_dir.join(DATABASE_FILE),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(backend(format!(
+            "cannot lock {}: {e}",
+            data_dir.join(LOCK_FILE).display()
+        ))),
     }
 }
 
@@ -151,6 +206,7 @@ fn apply_rekey(conn: &Connection, path: &Path, new: &StoreKey) -> Result<(), Ope
 /// with `new` only.
 pub fn rekey(data_dir: &Path, old: &StoreKey, new: &StoreKey) -> Result<(), OpenError> {
     let path = existing_database(data_dir)?;
+    let _hold = hold_exclusive(data_dir)?;
     let conn = open_connection(&path, Role::Maintenance, Some(old))
         .map_err(|e| e.into_open(&path, "opening the database to change its key"))?;
     take_exclusive(&conn, &path)?;
@@ -302,6 +358,9 @@ pub fn restore(
             data_dir.display()
         ))
     })?;
+    // No server may start on the directory half-way through.
+    let _hold = hold_exclusive(data_dir)?;
+    refuse_existing(&target)?;
     let partial = with_suffix(&target, ".restoring");
     let _ = std::fs::remove_file(&partial);
     std::fs::copy(from, &partial).map_err(|e| {
@@ -349,6 +408,7 @@ pub fn restore(
 /// `docs/encryption.md`.
 pub fn encrypt(data_dir: &Path, key: &StoreKey) -> Result<(), OpenError> {
     let path = existing_database(data_dir)?;
+    let _hold = hold_exclusive(data_dir)?;
     let partial = with_suffix(&path, ".encrypting");
     let _ = std::fs::remove_file(&partial);
     let _ = std::fs::remove_file(with_suffix(&partial, "-journal"));
@@ -471,6 +531,25 @@ mod tests {
         for r in readers {
             r.join().unwrap();
         }
+    }
+
+    #[test]
+    fn a_store_does_not_open_while_it_is_being_maintained() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key();
+        drop(SqliteStore::open_encrypted(dir.path(), &k).unwrap());
+        let hold = hold_exclusive(dir.path()).unwrap();
+        let err = SqliteStore::open_encrypted(dir.path(), &k).unwrap_err();
+        assert!(matches!(err, OpenError::UnderMaintenance { .. }), "{err}");
+        drop(hold);
+        let store = SqliteStore::open_encrypted(dir.path(), &k).unwrap();
+        // And the other way round: an open store keeps maintenance out.
+        assert!(matches!(
+            hold_exclusive(dir.path()),
+            Err(OpenError::InUse { .. })
+        ));
+        drop(store);
+        hold_exclusive(dir.path()).unwrap();
     }
 
     #[test]
