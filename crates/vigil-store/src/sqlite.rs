@@ -332,10 +332,6 @@ pub(crate) enum Role {
     Maintenance,
 }
 
-/// The first 16 bytes of every plaintext SQLite database file (file format §1.3.1). An
-/// SQLCipher file starts with its random salt instead.
-const PLAINTEXT_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
 /// Opens one connection to the database file at `path`, keyed with `key` when given. The one
 /// place a connection is made: the store's writer and readers, and every maintenance tool
 /// (backup, rekey, restore), go through here so none can forget the key.
@@ -344,6 +340,10 @@ const PLAINTEXT_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// [`Fail::WrongKey`] if the key does not decrypt it (SQLCipher only notices at the first read,
 /// so the schema is read here once). Also fails if the SQLite linked in is not SQLCipher, which
 /// would otherwise ignore the key and write plaintext.
+///
+/// The database file is only ever touched through SQLite here: closing any other descriptor of
+/// it would drop this process's POSIX locks on it (they are per process, not per descriptor),
+/// and another process could then delete the write-ahead log under the open connections.
 pub(crate) fn open_connection(
     path: &Path,
     role: Role,
@@ -353,12 +353,12 @@ pub(crate) fn open_connection(
     if role == Role::Writer {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    if key.is_some() && starts_with_plaintext_header(path)? {
-        return Err(Fail::NotEncrypted);
-    }
     let conn = Connection::open_with_flags(path, flags)?;
     if let Some(key) = key {
-        apply_key(&conn, key)?;
+        apply_key(&conn, key).map_err(|e| match e {
+            Fail::WrongKey if opens_without_key(path) => Fail::NotEncrypted,
+            e => e,
+        })?;
     }
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -415,31 +415,18 @@ fn apply_key(conn: &Connection, key: &StoreKey) -> Result<(), Fail> {
     }
 }
 
-/// Whether the file at `path` exists and begins with the plaintext SQLite header.
-fn starts_with_plaintext_header(path: &Path) -> Result<bool, Fail> {
-    use std::io::Read;
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => {
-            return Err(StoreError::Backend(format!(
-                "cannot read the database file {}: {e}",
-                path.display()
-            ))
-            .into());
-        }
-    };
-    let mut header = [0u8; 16];
-    match file.read_exact(&mut header) {
-        Ok(()) => Ok(&header == PLAINTEXT_HEADER),
-        // Shorter than a header: empty or not a database; SQLite will say which.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(StoreError::Backend(format!(
-            "cannot read the database file {}: {e}",
-            path.display()
-        ))
-        .into()),
-    }
+/// Whether the file at `path` is a plaintext SQLite database: it reads without a key.
+fn opens_without_key(path: &Path) -> bool {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|plain| {
+        plain.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    })
+    .is_ok()
 }
 
 fn data_version(conn: &Connection) -> Result<i64, Fail> {

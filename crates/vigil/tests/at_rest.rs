@@ -212,9 +212,15 @@ fn serve_creates_the_key_outside_the_data_directory_and_the_files_hold_no_plaint
         .text()
         .unwrap();
     assert!(found.contains("Vratislavova"), "{found}");
+    // An operator command beside the running server (its readers are open now).
+    assert!(list_patients(&site, &key).contains(NAME));
     let db = site.data.join("vigil.db");
     let wal = site.data.join("vigil.db-wal");
+    // Regression: the operator commands above must not have been able to delete the log under
+    // the running server (they could when the server dropped its own file locks by reading the
+    // database file outside SQLite; the server then missed later commits of other processes).
     assert!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0);
+    assert!(site.data.join("vigil.db-shm").exists());
     assert_no_plaintext(&db);
     assert_no_plaintext(&wal);
     let stderr = server.stop();
