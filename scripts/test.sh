@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# SQLCipher's vendored OpenSSL (rusqlite bundled-sqlcipher-vendored-openssl) builds with perl and make.
+command -v perl >/dev/null 2>&1 || need_apt+=(perl)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} (real MQTT clients for the end-to-end tests)"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub oidc: Option<auth::oidc::OidcConfig>,
     /// Mark session cookies `Secure` (on whenever Vigil serves TLS).
     pub secure_cookies: bool,
+    /// The key the store is encrypted with; the audit trail (`audit.sqlite`) is encrypted with
+    /// it too. `None`: unencrypted (tests).
+    pub store_key: Option<vigil_store::key::StoreKey>,
     /// Rate limits, CORS origins and intrusion detection thresholds (`docs/defence.md`).
     pub defence: guard::DefenceConfig,
 }
@@ -82,6 +85,7 @@ impl ServerConfig {
             refusal_retention: chrono::Duration::days(30),
             oidc: None,
             secure_cookies: false,
+            store_key: None,
             defence: guard::DefenceConfig::default(),
         }
     }
@@ -193,11 +197,13 @@ pub async fn start(
         None => None,
     };
     let audit_dir = config.data_dir.clone();
-    let audit_log =
-        tokio::task::spawn_blocking(move || vigil_store::sqlite::SqliteAuditLog::open(&audit_dir))
-            .await
-            .map_err(|e| ServerError::AuditWriter(std::io::Error::other(e.to_string())))?
-            .map_err(ServerError::Audit)?;
+    let audit_key = config.store_key.clone();
+    let audit_log = tokio::task::spawn_blocking(move || {
+        vigil_store::sqlite::SqliteAuditLog::open_with(&audit_dir, audit_key.as_ref())
+    })
+    .await
+    .map_err(|e| ServerError::AuditWriter(std::io::Error::other(e.to_string())))?
+    .map_err(ServerError::Audit)?;
     let (auditor, audit_writer) =
         audit::Auditor::start(Arc::new(audit_log)).map_err(ServerError::AuditWriter)?;
     let store_for_rules = store.clone();

@@ -18,6 +18,7 @@ pub mod audit;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+pub mod key;
 pub mod sqlite;
 
 pub use error::StoreError;

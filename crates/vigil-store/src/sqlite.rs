@@ -17,6 +17,7 @@
 
 mod audit;
 mod codec;
+mod encryption;
 mod people;
 mod schema;
 #[cfg(test)]
@@ -49,6 +50,9 @@ use crate::{
 };
 use crate::{CareReach, SessionRecord, UserAccount};
 pub use audit::{AUDIT_ANCHOR_FILE, AUDIT_DATABASE_FILE, SqliteAuditLog};
+pub use encryption::{OpenError, backup, encrypt, rekey, restore};
+
+use crate::key::StoreKey;
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
 };
@@ -56,6 +60,9 @@ use vigil_model::{CareTeam, Consent, ConsentId, UserId};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vigil.db";
+/// The lock file in the data directory: every open store holds it shared, a maintenance command
+/// (re-key, encrypt, restore) exclusively.
+pub const LOCK_FILE: &str = "vigil.lock";
 /// How long a connection waits for another one (or another process) to release a lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reader connections kept open at most; a reader beyond that waits for one to be returned.
@@ -73,6 +80,9 @@ const NAME_SEPARATOR: char = '\u{1f}';
 /// The embedded store. `Send + Sync`: share it in an `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
+    encrypted: bool,
+    /// The shared hold on the data directory's [`LOCK_FILE`], released when the store is dropped.
+    _hold: std::fs::File,
     writer: Mutex<Writer>,
     readers: Readers,
     codes: Codes,
@@ -87,21 +97,37 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`: the directory, the database file
-    /// [`DATABASE_FILE`] in it, WAL mode, and every schema migration not yet applied.
+    /// Opens (creating if needed) the store in `data_dir`, unencrypted: the directory, the
+    /// database file [`DATABASE_FILE`] in it, WAL mode, and every schema migration not yet
+    /// applied. For tests and tools; the `vigil` binary always uses [`SqliteStore::open_encrypted`].
     ///
     /// `Corrupt` if the file is not a Vigil database or has a schema newer than this code knows;
     /// `Backend` if the directory or file cannot be created or opened.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(data_dir, None).map_err(OpenError::into_store)
+    }
+
+    /// Opens (creating if needed) the store in `data_dir` encrypted with `key` (SQLCipher; see
+    /// `docs/encryption.md`). Every connection the store opens, the writer's and each reader's,
+    /// is keyed.
+    ///
+    /// [`OpenError::WrongKey`] if the database exists and `key` does not open it;
+    /// [`OpenError::NotEncrypted`] if it exists unencrypted.
+    pub fn open_encrypted(data_dir: &Path, key: &StoreKey) -> Result<SqliteStore, OpenError> {
+        SqliteStore::open_with(data_dir, Some(key))
+    }
+
+    fn open_with(data_dir: &Path, key: Option<&StoreKey>) -> Result<SqliteStore, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Backend(format!(
                 "cannot create the data directory {}: {e}",
                 data_dir.display()
             ))
         })?;
+        let hold = encryption::hold_shared(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
         let opened = (|| -> Result<SqliteStore, Fail> {
-            let mut conn = open_connection(&path, Role::Writer)?;
+            let mut conn = open_connection(&path, Role::Writer, key)?;
             schema::migrate(&mut conn)?;
             let codes = Codes::load(&mut conn)?;
             let data_version = data_version(&conn)?;
@@ -110,12 +136,19 @@ impl SqliteStore {
                     conn,
                     cache: WriterCache::new(data_version),
                 }),
-                readers: Readers::new(path.clone()),
+                readers: Readers::new(path.clone(), key.cloned()),
                 codes,
+                encrypted: key.is_some(),
+                _hold: hold,
                 path: path.clone(),
             })
         })();
-        opened.map_err(|e| e.into_store("opening the database"))
+        opened.map_err(|e| e.into_open(&path, "opening the database"))
+    }
+
+    /// Whether the store's files are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// The database file.
@@ -185,9 +218,13 @@ impl SqliteStore {
 
 /// An operation's failure before it gets its context: a SQLite error, or a decision already made.
 #[derive(Debug)]
-enum Fail {
+pub(crate) enum Fail {
     Db(rusqlite::Error),
     Store(StoreError),
+    /// The file is encrypted and the key given does not decrypt it (or it is not a database).
+    WrongKey,
+    /// A key was given but the file is a plaintext SQLite database.
+    NotEncrypted,
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -209,10 +246,20 @@ fn corrupt(message: impl Into<String>) -> Fail {
 impl Fail {
     /// Maps SQLite's errors to ours. Messages name the operation and the kind of failure; they
     /// never carry values, ids or SQLite's own message text.
-    fn into_store(self, op: &'static str) -> StoreError {
+    pub(crate) fn into_store(self, op: &'static str) -> StoreError {
         let e = match self {
             Fail::Store(e) => return e,
             Fail::Db(e) => e,
+            Fail::WrongKey => {
+                return StoreError::Corrupt(format!(
+                    "{op}: the database is encrypted and this key does not open it"
+                ));
+            }
+            Fail::NotEncrypted => {
+                return StoreError::Corrupt(format!(
+                    "{op}: the database is not encrypted but a key was given"
+                ));
+            }
         };
         use rusqlite::Error as E;
         match &e {
@@ -280,17 +327,44 @@ impl Fail {
 // Connections
 
 #[derive(Clone, Copy, PartialEq)]
-enum Role {
+pub(crate) enum Role {
+    /// The store's writer: creates the file, switches it to WAL.
     Writer,
+    /// A pooled reader: `query_only`.
     Reader,
+    /// A maintenance tool (backup, rekey, restore): read-write, never creates the file, leaves
+    /// the journal mode alone.
+    Maintenance,
 }
 
-fn open_connection(path: &Path, role: Role) -> Result<Connection, Fail> {
+/// Opens one connection to the database file at `path`, keyed with `key` when given. The one
+/// place a connection is made: the store's writer and readers, and every maintenance tool
+/// (backup, rekey, restore), go through here so none can forget the key.
+///
+/// With a key: fails with [`Fail::NotEncrypted`] if the file is plaintext SQLite, and with
+/// [`Fail::WrongKey`] if the key does not decrypt it (SQLCipher only notices at the first read,
+/// so the schema is read here once). Also fails if the SQLite linked in is not SQLCipher, which
+/// would otherwise ignore the key and write plaintext.
+///
+/// The database file is only ever touched through SQLite here: closing any other descriptor of
+/// it would drop this process's POSIX locks on it (they are per process, not per descriptor),
+/// and another process could then delete the write-ahead log under the open connections.
+pub(crate) fn open_connection(
+    path: &Path,
+    role: Role,
+    key: Option<&StoreKey>,
+) -> Result<Connection, Fail> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if role == Role::Writer {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)?;
+    if let Some(key) = key {
+        apply_key(&conn, key).map_err(|e| match e {
+            Fail::WrongKey if opens_without_key(path) => Fail::NotEncrypted,
+            e => e,
+        })?;
+    }
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if role == Role::Writer {
@@ -305,12 +379,59 @@ fn open_connection(path: &Path, role: Role) -> Result<Connection, Fail> {
         }
         // 16 MiB of page cache: the observation indexes' hot pages stay in memory.
         conn.pragma_update(None, "cache_size", -16_384)?;
-    } else {
+    } else if role == Role::Reader {
         conn.pragma_update(None, "query_only", true)?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     Ok(conn)
+}
+
+/// Keys a fresh connection and proves the key opens the file.
+fn apply_key(conn: &Connection, key: &StoreKey) -> Result<(), Fail> {
+    // `cipher_version` is answered only by SQLCipher; plain SQLite ignores `PRAGMA key`.
+    let cipher: Option<String> = conn
+        .query_row("PRAGMA cipher_version", [], |r| r.get(0))
+        .optional()?;
+    if cipher.is_none_or(|v| v.is_empty()) {
+        return Err(StoreError::Backend(
+            "this build of Vigil is linked without SQLCipher and cannot encrypt the store".into(),
+        )
+        .into());
+    }
+    // SQLCipher would print its own diagnostics ("hmac check failed for pgno=1") to stderr; the
+    // failure reaches the caller as an error with its meaning instead.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    // A raw key: SQLCipher uses it as the AES-256 key directly (no PBKDF2), and derives the
+    // HMAC key from it. The literal cannot be bound as a parameter in a PRAGMA.
+    let statement = zeroize::Zeroizing::new(format!(
+        "PRAGMA key = \"{}\";",
+        key.sqlcipher_literal().as_str()
+    ));
+    conn.execute_batch(&statement)?;
+    match conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::NotADatabase => {
+            Err(Fail::WrongKey)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the file at `path` is a plaintext SQLite database: it reads without a key.
+fn opens_without_key(path: &Path) -> bool {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|plain| {
+        plain.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    })
+    .is_ok()
 }
 
 fn data_version(conn: &Connection) -> Result<i64, Fail> {
@@ -320,6 +441,7 @@ fn data_version(conn: &Connection) -> Result<i64, Fail> {
 /// The pooled reader connections, opened on first use.
 struct Readers {
     path: PathBuf,
+    key: Option<StoreKey>,
     state: Mutex<ReaderPool>,
     returned: Condvar,
 }
@@ -336,9 +458,10 @@ struct Reader<'a> {
 }
 
 impl Readers {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, key: Option<StoreKey>) -> Self {
         Readers {
             path,
+            key,
             state: Mutex::new(ReaderPool {
                 idle: Vec::new(),
                 open: 0,
@@ -367,7 +490,7 @@ impl Readers {
             if pool.open < READERS {
                 pool.open += 1;
                 drop(pool);
-                return match open_connection(&self.path, Role::Reader) {
+                return match open_connection(&self.path, Role::Reader, self.key.as_ref()) {
                     Ok(conn) => Ok(Reader {
                         pool: self,
                         conn: Some(conn),

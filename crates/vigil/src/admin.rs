@@ -8,7 +8,6 @@ use vigil_server::auth::{self, Role, TokenKeys};
 use vigil_store::{DeviceQuery, PatientQuery};
 
 use crate::DataDir;
-use crate::config::open_store;
 
 #[derive(Subcommand)]
 pub enum PatientCommand {
@@ -157,7 +156,7 @@ pub fn patient(cmd: PatientCommand) -> anyhow::Result<()> {
             if ward.as_ref().is_some_and(|w| w.trim().is_empty()) {
                 bail!("the ward must not be empty");
             }
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             let mut patient = Patient::new(id.clone(), name.trim());
             patient.mrn = mrn;
             store.create_patient(&patient)?;
@@ -167,7 +166,7 @@ pub fn patient(cmd: PatientCommand) -> anyhow::Result<()> {
             println!("patient {id} added");
         }
         PatientCommand::List { data } => {
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             for p in store.search_patients(&PatientQuery {
                 limit: 10_000,
                 ..Default::default()
@@ -188,7 +187,7 @@ fn credential_change(
 ) -> anyhow::Result<()> {
     use vigil_model::audit::{AuditAction, AuditEntity};
     crate::audit::record_cli_entry(
-        &data.data_dir,
+        data,
         AuditAction::CredentialChange,
         AuditEntity::resource("Device", id.as_str()),
         patient,
@@ -219,7 +218,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
                 .map(PatientId::new)
                 .transpose()
                 .context("invalid patient id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             if let Some(p) = &patient
                 && store.patient(p)?.is_none()
             {
@@ -261,7 +260,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         } => {
             let id = DeviceId::new(id).context("invalid device id")?;
             let patient = PatientId::new(patient).context("invalid patient id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             let binding = store.bind(
                 &id,
                 &patient,
@@ -274,7 +273,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::RotateSecret { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             let secret = auth::new_device_secret();
             store.set_device_secret(&id, &auth::hash_device_secret(&secret))?;
             credential_change(&data, &id, None, "secret rotated")?;
@@ -286,7 +285,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Revoke { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             store.set_device_secret(&id, &vigil_store::REVOKED)?;
             credential_change(&data, &id, None, "revoked")?;
             println!(
@@ -295,7 +294,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Release { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             match store.device_quarantine(&id)? {
                 Some(since) => {
                     store.set_device_quarantine(&id, None)?;
@@ -314,12 +313,12 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
         }
         DeviceCommand::Unbind { data, id } => {
             let id = DeviceId::new(id).context("invalid device id")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             store.unbind(&id, chrono::Utc::now())?;
             println!("device {id} unbound");
         }
         DeviceCommand::List { data } => {
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             for d in store.search_devices(&DeviceQuery {
                 limit: 10_000,
                 ..Default::default()

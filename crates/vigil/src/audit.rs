@@ -2,8 +2,6 @@
 //! Works whether or not the server runs (the log only grows; verification reads the anchor
 //! first). See docs/audit.md.
 
-use std::path::Path;
-
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use vigil_model::PatientId;
@@ -54,8 +52,13 @@ pub enum AuditCommand {
     },
 }
 
+/// The audit log is encrypted with the store's key.
+fn key(data: &DataDir) -> anyhow::Result<vigil_store::key::StoreKey> {
+    crate::config::store_key(&data.data_dir, data.key_file.as_deref())
+}
+
 fn open(data: &DataDir) -> anyhow::Result<SqliteAuditLog> {
-    SqliteAuditLog::open_existing(&data.data_dir)
+    SqliteAuditLog::open_existing(&data.data_dir, Some(&key(data)?))
         .with_context(|| format!("opening the audit log in {}", data.data_dir.display()))
 }
 
@@ -150,7 +153,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             };
             // Reading the audit is itself audited, before anything is shown.
             record_cli(
-                &data.data_dir,
+                &data,
                 AuditAction::Search,
                 AuditEntity::search("AuditEvent", describe(&query)),
                 query.patient.clone(),
@@ -246,17 +249,17 @@ fn line(seq: u64, e: &AuditEntry) -> String {
 
 /// Records something the operator did on the command line (the OS user is the agent).
 pub fn record_cli(
-    data_dir: &Path,
+    data: &DataDir,
     action: AuditAction,
     entity: AuditEntity,
     patient: Option<PatientId>,
 ) -> anyhow::Result<()> {
-    record_cli_entry(data_dir, action, entity, patient, None)
+    record_cli_entry(data, action, entity, patient, None)
 }
 
 /// As [`record_cli`], with a short detail ("registered", "secret rotated").
 pub fn record_cli_entry(
-    data_dir: &Path,
+    data: &DataDir,
     action: AuditAction,
     entity: AuditEntity,
     patient: Option<PatientId>,
@@ -276,8 +279,8 @@ pub fn record_cli_entry(
     if let Some(d) = detail {
         entry = entry.detail(d);
     }
-    let log = SqliteAuditLog::open(data_dir)
-        .with_context(|| format!("opening the audit log in {}", data_dir.display()))?;
+    let log = SqliteAuditLog::open_with(&data.data_dir, Some(&key(data)?))
+        .with_context(|| format!("opening the audit log in {}", data.data_dir.display()))?;
     log.append(&[entry])
         .context("recording the command in the audit log")?;
     Ok(())

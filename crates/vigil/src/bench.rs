@@ -14,7 +14,7 @@ use vigil_model::{Device, DeviceId, DeviceKind, Patient, PatientId};
 use vigil_server::auth;
 use vigil_sim::load::{self, LoadConfig, LoadReport};
 
-use crate::config::open_store;
+use crate::config::{open_store, store_key};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -55,16 +55,44 @@ impl Drop for Reaped {
     }
 }
 
+/// A benchmark's store: a data directory and, beside it (not inside), its key file, both in a
+/// temporary directory removed on drop. Encrypted like a production store, so the figures
+/// include encryption.
+pub(crate) struct BenchStore {
+    work: tempfile::TempDir,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) key_file: PathBuf,
+}
+
+impl BenchStore {
+    pub(crate) fn new() -> anyhow::Result<BenchStore> {
+        let work = tempfile::tempdir()?;
+        Ok(BenchStore {
+            data_dir: work.path().join("vigil"),
+            key_file: work.path().join("store.key"),
+            work,
+        })
+    }
+
+    /// A scratch path inside the benchmark's temporary directory (not the data directory).
+    pub(crate) fn scratch(&self, name: &str) -> PathBuf {
+        self.work.path().join(name)
+    }
+
+    pub(crate) fn open(&self) -> anyhow::Result<std::sync::Arc<dyn vigil_store::Store>> {
+        let key = store_key(&self.data_dir, Some(&self.key_file))?;
+        open_store(&self.data_dir, &key)
+    }
+}
+
 /// Starts `vigil serve` on free loopback ports; returns the process (killed on drop), the HTTP
 /// port and the MQTT address once it accepts connections.
-pub(crate) async fn start_vigil(
-    data_dir: &std::path::Path,
-) -> anyhow::Result<(Reaped, u16, SocketAddr)> {
+pub(crate) async fn start_vigil(store: &BenchStore) -> anyhow::Result<(Reaped, u16, SocketAddr)> {
     let http = free_port()?;
     let mqtt = free_port()?;
     // The load generator sends far faster per connection than any device: lift the per-device
     // MQTT rate limit (docs/defence.md) so the benchmark measures ingest, not the limit.
-    let config = data_dir.join("bench-vigil.toml");
+    let config = store.data_dir.join("bench-vigil.toml");
     std::fs::write(
         &config,
         "[defence]\nmqtt_per_device = { requests_per_second = 0 }\nhttp_per_client = { requests_per_second = 0 }\nhttp_per_device = { requests_per_second = 0 }\n",
@@ -72,7 +100,9 @@ pub(crate) async fn start_vigil(
     .context("writing the benchmark's configuration")?;
     let child = Command::new(std::env::current_exe()?)
         .args(["serve", "--data-dir"])
-        .arg(data_dir)
+        .arg(&store.data_dir)
+        .arg("--key-file")
+        .arg(&store.key_file)
         .arg("--config")
         .arg(&config)
         .args([
@@ -163,12 +193,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.alarm_latency {
         return crate::bench_latency::run(args).await;
     }
-    let work = tempfile::tempdir()?;
-    let data_dir = work.path().join("vigil");
+    let store = BenchStore::new()?;
     let n = args.devices.max(1);
 
     // Register the devices, each bound to its own patient.
-    let devices = register_load_devices(&open_store(&data_dir)?, n)?;
+    let devices = register_load_devices(&store.open()?, n)?;
     let load_config = |addr: SocketAddr, devices: Vec<(String, Option<String>)>| LoadConfig {
         addr,
         devices,
@@ -192,7 +221,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let binary = find_mosquitto(&args.mosquitto)
             .context("mosquitto not found (apt-get install mosquitto, or --no-mosquitto)")?;
         let port = free_port()?;
-        let conf = work.path().join("mosquitto.conf");
+        let conf = store.scratch("mosquitto.conf");
         // Limits set explicitly: a stock Mosquitto drops QoS 1 messages in bursts.
         std::fs::write(
             &conf,
@@ -222,7 +251,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         mosquitto_rate = Some(report.rate());
     }
 
-    let (_guard, _http, addr) = start_vigil(&data_dir).await?;
+    let (_guard, _http, addr) = start_vigil(&store).await?;
     let report = load::run(load_config(addr, devices)).await?;
     if report.connect_failures > 0 {
         bail!(
@@ -233,7 +262,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     print_report("vigil", &report);
 
     // Check the claim behind the numbers: what was acknowledged is stored.
-    let stored = stored_observations(&data_dir)?;
+    let stored = stored_observations(&store)?;
     println!();
     if let Some(m) = mosquitto_rate {
         println!(
@@ -246,6 +275,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Counts stored observations straight from the data directory.
-fn stored_observations(data_dir: &std::path::Path) -> anyhow::Result<u64> {
-    Ok(open_store(data_dir)?.stats()?.observations)
+fn stored_observations(store: &BenchStore) -> anyhow::Result<u64> {
+    Ok(store.open()?.stats()?.observations)
 }

@@ -17,8 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vigil_model::{Device, DeviceId, DeviceKind, Patient, PatientId};
 
-use crate::bench::{BenchArgs, Reaped, free_port, wait_for_port};
-use crate::config::open_store;
+use crate::bench::{BenchArgs, BenchStore, Reaped, free_port, wait_for_port};
 
 const SAMPLE: &str = include_str!("../../vigil-codecs/tests/data/hl7/oru_01_icu_periodic.hl7");
 
@@ -55,8 +54,8 @@ async fn read_ack(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<b
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let monitors = args.devices.max(1);
-    let dir = tempfile::tempdir()?;
-    let store = open_store(dir.path())?;
+    let bench_store = BenchStore::new()?;
+    let store = bench_store.open()?;
     let mut sender = Device::new(
         DeviceId::new("bench-gw")?,
         DeviceKind::new(DeviceKind::HL7_SENDER),
@@ -73,7 +72,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (http, mqtt, mllp) = (free_port()?, free_port()?, free_port()?);
     let child = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", "--data-dir"])
-        .arg(dir.path())
+        .arg(&bench_store.data_dir)
+        .arg("--key-file")
+        .arg(&bench_store.key_file)
         .args([
             "--http",
             &format!("127.0.0.1:{http}"),

@@ -19,19 +19,18 @@ use vigil_model::{Device, DeviceId, DeviceKind, Patient, PatientId};
 use vigil_server::auth::{self, Role, TokenKeys};
 use vigil_sim::load::{self, LoadConfig};
 
-use crate::bench::{BenchArgs, register_load_devices, start_vigil};
-use crate::config::open_store;
+use crate::bench::{BenchArgs, BenchStore, register_load_devices, start_vigil};
 
 const PROBE_PATIENT: &str = "probe-patient";
 const PROBE_DEVICE: &str = "probe-monitor";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let work = tempfile::tempdir()?;
-    let data_dir = work.path().join("vigil");
+    let bench_store = BenchStore::new()?;
+    let data_dir = bench_store.data_dir.clone();
     let load_devices = args.devices.max(1);
     let probe_secret;
     let devices = {
-        let store = open_store(&data_dir)?;
+        let store = bench_store.open()?;
         let devices = register_load_devices(&store, load_devices)?;
         let pid = PatientId::new(PROBE_PATIENT)?;
         let did = DeviceId::new(PROBE_DEVICE)?;
@@ -53,7 +52,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         chrono::Duration::hours(1),
     )?;
 
-    let (_guard, http, mqtt_addr) = start_vigil(&data_dir).await?;
+    let (_guard, http, mqtt_addr) = start_vigil(&bench_store).await?;
     let mqtt = mqtt_addr.port();
 
     // Follow the probe patient's alarms on the live stream.

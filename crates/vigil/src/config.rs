@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Directory holding Vigil's database and keys.
     #[arg(long, env = "VIGIL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// File holding the key the store is encrypted with, outside the data directory; created
+    /// (owner-only) together with a new store. See docs/encryption.md.
+    #[arg(long, env = "VIGIL_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Address for the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "VIGIL_HTTP", value_name = "ADDR")]
     pub http: Option<SocketAddr>,
@@ -94,6 +98,18 @@ pub struct FileConfig {
     /// Rate limits, cross-origin access and intrusion detection (docs/defence.md).
     #[serde(default)]
     pub defence: DefenceSection,
+    /// How the store is kept at rest.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// The `[storage]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// File holding the 256-bit key the store is encrypted with (64 hex digits, mode 0600),
+    /// outside the data directory, e.g. "/etc/vigil/store.key". Created with a new store.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[defence]`: every field optional; what is left out keeps its default.
@@ -258,6 +274,17 @@ pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
         .with_context(|| format!("{} is not a valid Vigil configuration", path.display()))
 }
 
+/// The store's key file: the flag (or `VIGIL_KEY_FILE`), else `[storage] key_file`.
+pub fn resolve_key_file(args: &ServeArgs) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(key_file) = &args.key_file {
+        return Ok(Some(key_file.clone()));
+    }
+    Ok(match &args.config {
+        Some(path) => load_file(path)?.storage.key_file,
+        None => None,
+    })
+}
+
 pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
     let file = match &args.config {
         Some(path) => load_file(path)?,
@@ -321,6 +348,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
     }
     let mut config = vigil_server::ServerConfig::new(data_dir, http, mqtt);
     config.mllp = mllp;
+    config.secure_cookies = tls.is_some();
     config.tls = tls;
     config.public_url = args.public_url.or(file.public_url);
     config.cohorts = match &file.cohorts {
@@ -344,8 +372,11 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<vigil_server::ServerConfig> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = resolve(args)?;
-    let store = open_store(&config.data_dir)?;
+    let key_file = resolve_key_file(&args)?;
+    let mut config = resolve(args)?;
+    let key = store_key(&config.data_dir, key_file.as_deref())?;
+    let store = open_store(&config.data_dir, &key)?;
+    config.store_key = Some(key);
     let server = vigil_server::start(config, store).await?;
     println!("Vigil is running.");
     print_listeners(&server);
@@ -389,8 +420,33 @@ pub fn print_listeners(server: &vigil_server::RunningServer) {
     }
 }
 
-pub fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn vigil_store::Store>> {
-    let store = vigil_store::sqlite::SqliteStore::open(data_dir)
+/// The key of the store in `data_dir`, from `key_file` (see [`vigil_store::key::key_for_store`]):
+/// refused inside the data directory, created with a new store (and where it went is said on
+/// stderr, because losing it loses the data), an error for an existing store without it.
+pub fn store_key(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+) -> anyhow::Result<vigil_store::key::StoreKey> {
+    let key_file = key_file.context(
+        "no key file: the store is encrypted at rest; give --key-file FILE (or VIGIL_KEY_FILE, or key_file in the [storage] section of the config file), outside the data directory",
+    )?;
+    let (key, origin) = vigil_store::key::key_for_store(data_dir, key_file)?;
+    if origin == vigil_store::key::KeyOrigin::Created {
+        eprintln!(
+            "Created a new store key in {} (owner-only). Keep it safe and apart from the data \
+             directory and its backups: without it the store cannot be read.",
+            key_file.display()
+        );
+    }
+    Ok(key)
+}
+
+/// Opens the encrypted store in `data_dir`.
+pub fn open_store(
+    data_dir: &Path,
+    key: &vigil_store::key::StoreKey,
+) -> anyhow::Result<Arc<dyn vigil_store::Store>> {
+    let store = vigil_store::sqlite::SqliteStore::open_encrypted(data_dir, key)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     Ok(Arc::new(store))
 }
@@ -450,6 +506,7 @@ quarantine = true
         ServeArgs {
             config: None,
             data_dir: Some("/tmp/x".into()),
+            key_file: None,
             http: None,
             mqtt: None,
             no_mqtt: false,
@@ -541,6 +598,28 @@ quarantine = true
         .unwrap();
         let e = &file.devices["wearable"];
         assert_eq!((e.interval_secs, e.margin_secs), (Some(2), 1));
+    }
+
+    #[test]
+    fn the_key_file_comes_from_the_flag_else_the_storage_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("vigil.toml");
+        std::fs::write(&config, "[storage]\nkey_file = \"/etc/vigil/store.key\"\n").unwrap();
+        let mut a = args();
+        assert_eq!(resolve_key_file(&a).unwrap(), None);
+        a.config = Some(config.clone());
+        assert_eq!(
+            resolve_key_file(&a).unwrap(),
+            Some(PathBuf::from("/etc/vigil/store.key"))
+        );
+        a.key_file = Some("/run/keys/vigil.key".into());
+        assert_eq!(
+            resolve_key_file(&a).unwrap(),
+            Some(PathBuf::from("/run/keys/vigil.key"))
+        );
+        std::fs::write(&config, "[storage]\nkey_fle = \"x\"\n").unwrap();
+        a.key_file = None;
+        assert!(format!("{:#}", resolve_key_file(&a).unwrap_err()).contains("key_fle"));
     }
 
     #[test]

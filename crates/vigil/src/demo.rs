@@ -13,13 +13,17 @@ use vigil_model::{Device, DeviceId, DeviceKind, Patient, PatientId};
 use vigil_server::auth::{self, Role, TokenKeys};
 use vigil_sim::devices::{WardConfig, WardStats, run_ward};
 
-use crate::config::open_store;
+use crate::config::{open_store, store_key};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Keep the demo's data here (default: a fresh temporary directory, removed on exit).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "key_file")]
     pub data_dir: Option<PathBuf>,
+    /// The store's key file, outside the data directory (required with --data-dir; default: a
+    /// new key in its own temporary directory, removed on exit).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Patients on the simulated ward.
     #[arg(long, default_value_t = 20)]
     pub patients: usize,
@@ -67,7 +71,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let store = open_store(&data_dir)?;
+    // The store is encrypted like a real one; its key lives apart from the data, in a directory
+    // of its own.
+    let (key_file, temporary_key) = match args.key_file {
+        Some(file) => (file, None),
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("vigil-demo-key-")
+                .tempdir()
+                .context("creating a temporary directory for the demo's store key")?;
+            (dir.path().join("store.key"), Some(dir))
+        }
+    };
+    let key = store_key(&data_dir, Some(&key_file))?;
+    let store = open_store(&data_dir, &key)?;
 
     // The ward: patients, their monitors, and the monitors' secrets (kept in memory only).
     let patients = vigil_sim::ward::ward(args.patients.clamp(1, 500), 2026);
@@ -122,6 +139,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut config = vigil_server::ServerConfig::new(data_dir.clone(), http, Some(mqtt));
     config.tls = dev_ca.as_ref().map(crate::dev_ca::DevCa::tls_settings);
+    config.secure_cookies = config.tls.is_some();
+    config.store_key = Some(key.clone());
     let server = vigil_server::start(config, store.clone()).await?;
     let mqtt_addr = server
         .mqtt_addr
@@ -181,6 +200,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
         println!("  (vigil demo --plaintext runs without TLS.)");
     }
+    println!(
+        "  Store key  {}{}  (the store is encrypted at rest; the key is kept outside the data directory)",
+        key_file.display(),
+        if temporary_key.is_some() {
+            "  (temporary, removed on exit)"
+        } else {
+            ""
+        }
+    );
     println!();
     println!("  Clinician token (12 h), ready to paste into another terminal:");
     println!("  export TOKEN={token}");
@@ -293,5 +321,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
+    drop(temporary_key);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! library crates. `anyhow` lives only here.
 
 mod admin;
+mod at_rest;
 mod audit;
 mod bench;
 mod bench_alarms;
@@ -56,6 +57,14 @@ enum Command {
     /// Check, anchor and search the tamper-evident audit trail (see docs/audit.md).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Maintain the encrypted store: change its key, encrypt an older plaintext store (the
+    /// server must be stopped).
+    #[command(subcommand)]
+    Store(at_rest::StoreCommand),
+    /// Write an encrypted, consistent copy of the store to a file (works while the server runs).
+    Backup(at_rest::BackupArgs),
+    /// Make a backup file the store of a new data directory.
+    Restore(at_rest::RestoreArgs),
     /// Simulate a ward of devices against any MQTT broker, or generate load.
     Sim(sim::SimArgs),
     /// Measure Vigil against a plain Mosquitto broker under the same QoS 1 load.
@@ -65,12 +74,25 @@ enum Command {
     BenchAlarms(bench_alarms::BenchAlarmsArgs),
 }
 
-/// The data directory, shared by every command that touches storage.
+/// The data directory and the key its store is encrypted with, shared by every command that
+/// touches storage.
 #[derive(Args, Clone, Debug)]
 pub struct DataDir {
     /// Directory holding Vigil's database and keys.
     #[arg(long, env = "VIGIL_DATA_DIR", value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// File holding the key the store is encrypted with, outside the data directory; created
+    /// (owner-only) together with a new store. See docs/encryption.md.
+    #[arg(long, env = "VIGIL_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// Opens the data directory's encrypted store.
+    pub fn open_store(&self) -> anyhow::Result<std::sync::Arc<dyn vigil_store::Store>> {
+        let key = config::store_key(&self.data_dir, self.key_file.as_deref())?;
+        config::open_store(&self.data_dir, &key)
+    }
 }
 
 fn init_tracing() {
@@ -105,6 +127,9 @@ fn main() -> anyhow::Result<()> {
         Command::User(cmd) => people::user(cmd),
         Command::Team(cmd) => people::team(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Store(cmd) => at_rest::store(cmd),
+        Command::Backup(args) => at_rest::backup(args),
+        Command::Restore(args) => at_rest::restore(args),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::BenchAlarms(args) => bench_alarms::run(args),

@@ -9,7 +9,6 @@ use vigil_server::auth::{Role, password};
 use vigil_store::UserAccount;
 
 use crate::DataDir;
-use crate::config::open_store;
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -157,7 +156,7 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 bail!("the name must not be empty");
             }
             let (password, show) = new_password(id.as_str(), password_stdin)?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             store.create_user(&UserAccount {
                 id: id.clone(),
                 display_name: name,
@@ -183,7 +182,7 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
         } => {
             let id = UserId::new(id).context("invalid account name")?;
             let (password, show) = new_password(id.as_str(), password_stdin)?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             store.set_password(&id, &password::hash(&password)?)?;
             let ended = store.end_sessions_of(&id)?;
             println!("password of {id} reset; {ended} session(s) ended");
@@ -193,18 +192,18 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { data, id } => {
             let id = UserId::new(id).context("invalid account name")?;
-            let store = open_store(&data.data_dir)?;
+            let store = data.open_store()?;
             store.set_user_disabled(&id, true)?;
             let ended = store.end_sessions_of(&id)?;
             println!("account {id} disabled; {ended} session(s) ended");
         }
         UserCommand::Enable { data, id } => {
             let id = UserId::new(id).context("invalid account name")?;
-            open_store(&data.data_dir)?.set_user_disabled(&id, false)?;
+            data.open_store()?.set_user_disabled(&id, false)?;
             println!("account {id} enabled");
         }
         UserCommand::List { data } => {
-            for u in open_store(&data.data_dir)?.users()? {
+            for u in data.open_store()?.users()? {
                 println!(
                     "{}\t{}\t{}\t{}",
                     u.id,
@@ -247,11 +246,11 @@ pub fn team(cmd: TeamCommand) -> anyhow::Result<()> {
                 wards,
                 every_patient,
             };
-            open_store(&data.data_dir)?.put_care_team(&team)?;
+            data.open_store()?.put_care_team(&team)?;
             println!("care team {} saved", team.id);
         }
         TeamCommand::List { data } => {
-            for t in open_store(&data.data_dir)?.care_teams()? {
+            for t in data.open_store()?.care_teams()? {
                 println!(
                     "{}\t{}\tmembers: {}\tpatients: {}\twards: {}{}",
                     t.id,

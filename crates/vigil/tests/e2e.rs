@@ -3,7 +3,7 @@
 //! mosquitto_pub/mosquitto_sub, and rumqttc) and over HTTP, read back through the FHIR API.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,8 +11,28 @@ use serde_json::{Value, json};
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
+/// The store key of the data directory `data_dir`: in a directory beside it (never inside it,
+/// which `vigil` refuses), removed when the test's [`Ward`] is dropped.
+fn key_file_for(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir.file_name().expect("a named directory").to_owned();
+    name.push(".keys");
+    let keys = data_dir.with_file_name(name);
+    std::fs::create_dir_all(&keys).expect("create the key directory");
+    keys.join("store.key")
+}
+
+/// `vigil args…`, given the store key (`VIGIL_KEY_FILE`) of the data directory it names.
+fn vigil_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(VIGIL);
+    cmd.args(args);
+    if let Some(at) = args.iter().position(|a| *a == "--data-dir") {
+        cmd.env("VIGIL_KEY_FILE", key_file_for(Path::new(args[at + 1])));
+    }
+    cmd
+}
+
 fn vigil(args: &[&str]) -> String {
-    let out = Command::new(VIGIL).args(args).output().expect("run vigil");
+    let out = vigil_command(args).output().expect("run vigil");
     assert!(
         out.status.success(),
         "vigil {args:?} failed: {}",
@@ -22,7 +42,7 @@ fn vigil(args: &[&str]) -> String {
 }
 
 fn vigil_fails(args: &[&str]) -> String {
-    let out = Command::new(VIGIL).args(args).output().expect("run vigil");
+    let out = vigil_command(args).output().expect("run vigil");
     assert!(!out.status.success(), "vigil {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -43,6 +63,7 @@ impl Server {
         let mut child = Command::new(VIGIL)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
+            .env("VIGIL_KEY_FILE", key_file_for(data_dir))
             .args(extra)
             .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
             .env("VIGIL_LOG", "warn")
@@ -102,6 +123,14 @@ impl Drop for Server {
 struct Ward {
     dir: tempfile::TempDir,
     token: String,
+}
+
+impl Drop for Ward {
+    fn drop(&mut self) {
+        if let Some(keys) = key_file_for(self.dir.path()).parent() {
+            let _ = std::fs::remove_dir_all(keys);
+        }
+    }
 }
 
 impl Ward {

@@ -33,7 +33,7 @@ enum LoginOutcome {
     SignedIn {
         token: String,
         csrf: String,
-        user: UserAccount,
+        user: Box<UserAccount>,
     },
     /// Wrong name or password, disabled, or no local password: the caller is not told which.
     Refused,
@@ -79,7 +79,7 @@ fn attempt_login(store: &dyn Store, req: &LoginRequest) -> Result<LoginOutcome, 
     Ok(LoginOutcome::SignedIn {
         token,
         csrf: record.csrf,
-        user,
+        user: Box::new(user),
     })
 }
 
@@ -230,15 +230,17 @@ pub async fn whoami(caller: Result<Caller, Unauthenticated>) -> Response {
     }
 }
 
-fn admin_only(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Response> {
-    let caller = caller.map_err(unauthenticated)?;
+fn admin_only(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Box<Response>> {
+    let caller = caller.map_err(|u| Box::new(unauthenticated(u)))?;
     if !caller.is_admin() {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Only administrators manage care teams.",
-        )
-        .into_response());
+        return Err(Box::new(
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Only administrators manage care teams.",
+            )
+            .into_response(),
+        ));
     }
     Ok(caller)
 }
@@ -249,7 +251,7 @@ pub async fn list_care_teams(
     caller: Result<Caller, Unauthenticated>,
 ) -> Response {
     if let Err(r) = admin_only(caller) {
-        return r;
+        return *r;
     }
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.care_teams()).await {
@@ -282,7 +284,7 @@ pub async fn put_care_team(
 ) -> Response {
     let caller = match admin_only(caller) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(id) = CareTeamId::new(id) else {
         return Problem::new(

@@ -93,8 +93,17 @@ impl std::fmt::Debug for SqliteAuditLog {
 }
 
 impl SqliteAuditLog {
-    /// Opens (creating if needed) the audit log in `data_dir`.
+    /// Opens (creating if needed) an unencrypted audit log in `data_dir` (tests).
     pub fn open(data_dir: &Path) -> Result<SqliteAuditLog, StoreError> {
+        SqliteAuditLog::open_with(data_dir, None)
+    }
+
+    /// Opens (creating if needed) the audit log in `data_dir`, encrypted with the store's key
+    /// when one is given (the audit trail names patients: it is health data too).
+    pub fn open_with(
+        data_dir: &Path,
+        key: Option<&crate::key::StoreKey>,
+    ) -> Result<SqliteAuditLog, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Backend(format!(
                 "cannot create the data directory {}: {e}",
@@ -103,12 +112,12 @@ impl SqliteAuditLog {
         })?;
         let path = data_dir.join(AUDIT_DATABASE_FILE);
         let opened = (|| -> Result<SqliteAuditLog, Fail> {
-            let mut conn = open_connection(&path, Role::Writer)?;
+            let mut conn = open_connection(&path, Role::Writer, key)?;
             migrate(&mut conn)?;
             Ok(SqliteAuditLog {
                 dir: data_dir.to_path_buf(),
                 writer: Mutex::new(conn),
-                readers: Readers::new(path.clone()),
+                readers: Readers::new(path.clone(), key.cloned()),
             })
         })();
         opened.map_err(|e| e.into_store("opening the audit log"))
@@ -116,14 +125,17 @@ impl SqliteAuditLog {
 
     /// Opens the audit log in `data_dir` only if it exists (`NotFound` otherwise): for checking
     /// a data directory without leaving an empty log behind.
-    pub fn open_existing(data_dir: &Path) -> Result<SqliteAuditLog, StoreError> {
+    pub fn open_existing(
+        data_dir: &Path,
+        key: Option<&crate::key::StoreKey>,
+    ) -> Result<SqliteAuditLog, StoreError> {
         if !data_dir.join(AUDIT_DATABASE_FILE).is_file() {
             return Err(StoreError::NotFound {
                 what: "audit log",
                 id: data_dir.join(AUDIT_DATABASE_FILE).display().to_string(),
             });
         }
-        SqliteAuditLog::open(data_dir)
+        SqliteAuditLog::open_with(data_dir, key)
     }
 
     /// The audit database file.
@@ -716,7 +728,7 @@ mod tests {
     fn open_existing_does_not_create_a_log() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            SqliteAuditLog::open_existing(dir.path()),
+            SqliteAuditLog::open_existing(dir.path(), None),
             Err(StoreError::NotFound { .. })
         ));
         assert!(!dir.path().join(AUDIT_DATABASE_FILE).exists());
