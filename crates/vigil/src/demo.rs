@@ -22,7 +22,7 @@ pub struct DemoArgs {
     pub data_dir: Option<PathBuf>,
     /// The store's key file, outside the data directory (required with --data-dir; default: a
     /// new key in its own temporary directory, removed on exit).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "VIGIL_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// Patients on the simulated ward.
     #[arg(long, default_value_t = 20)]
@@ -150,6 +150,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "demo-clinician",
         chrono::Duration::hours(12),
     )?;
+    let patient_ids = patients
+        .iter()
+        .map(|p| PatientId::new(p.id.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let home = patient_ids
+        .get(3)
+        .or(patient_ids.first())
+        .cloned()
+        .context("the demo ward has patients")?;
+    let logins = crate::demo_people::set_up(store.as_ref(), &patient_ids, &home, "demo-clinician")?;
     let (base, mqtt_url, curl) = match &dev_ca {
         Some(ca) => (
             format!("https://{}", server.http_addr),
@@ -209,6 +219,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    println!();
+    println!("  Sign in (passwords are new at every start):");
+    for login in &logins {
+        println!(
+            "    {:<18} {:<10} {}   sees {}",
+            login.account,
+            login.role.as_str(),
+            login.password,
+            login.sees
+        );
+    }
+    if let Some(nurse) = logins.first() {
+        println!("  For example, as the nurse (a session cookie in nurse.jar):");
+        println!(
+            "  {curl} -s -c nurse.jar -H 'Content-Type: application/json' -d '{{\"username\":\"{}\",\"password\":\"{}\"}}' '{base}/api/v1/login'",
+            nurse.account, nurse.password
+        );
+        println!("  {curl} -s -b nurse.jar '{base}/fhir/Patient?_count=5'");
+    }
     println!();
     println!("  Clinician token (12 h), ready to paste into another terminal:");
     println!("  export TOKEN={token}");

@@ -10,6 +10,7 @@ mod bench_hl7;
 mod bench_latency;
 mod config;
 mod demo;
+mod demo_people;
 mod dev_ca;
 mod people;
 mod sim;

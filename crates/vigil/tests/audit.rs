@@ -13,8 +13,43 @@ use serde_json::{Value, json};
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
+/// `vigil` with the store key every store of this test process is encrypted with
+/// (`VIGIL_KEY_FILE`), kept outside their data directories as the server requires.
+fn vigil_cmd() -> Command {
+    static KEY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "vigil-test-{}-{}.key",
+            env!("CARGO_CRATE_NAME"),
+            std::process::id()
+        ));
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let text = format!(
+            "{:032x}{:032x}\n",
+            seed,
+            u128::from(std::process::id()) << 64 | 0x5eed
+        );
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).expect("create the test store key");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write the test store key");
+        path
+    });
+    let mut command = Command::new(VIGIL);
+    command.env("VIGIL_KEY_FILE", key);
+    command
+}
+
 fn vigil_output(args: &[&str]) -> Output {
-    Command::new(VIGIL).args(args).output().expect("run vigil")
+    vigil_cmd().args(args).output().expect("run vigil")
 }
 
 fn vigil(args: &[&str]) -> String {
@@ -35,7 +70,7 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(VIGIL)
+        let mut child = vigil_cmd()
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
@@ -118,21 +153,6 @@ fn token(data: &str, role: &str, subject: &str) -> String {
     ])
     .trim()
     .to_owned()
-}
-
-fn python(script: &str, db: &Path) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(db)
-        .output()
-        .expect("python3 is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -281,20 +301,34 @@ fn the_audit_trail_records_what_happened_and_verify_names_the_entry_someone_edit
         "{found}"
     );
 
-    // Someone with the file removes the trigger and rewrites who acknowledged the alarm.
+    // Someone with the file and the key removes the trigger and rewrites who acknowledged the
+    // alarm.
     let db = dir.path().join("audit.sqlite");
-    let edited = python(
-        r#"
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-db.execute("DROP TRIGGER audit_log_no_update")
-seq = db.execute("SELECT seq FROM audit_log WHERE action = 'alarm-acknowledge'").fetchone()[0]
-db.execute("UPDATE audit_log SET entry = replace(entry, 'nadia', 'omar') WHERE seq = ?", (seq,))
-db.commit()
-print(seq)
-"#,
-        &db,
-    );
+    let key_file = vigil_cmd()
+        .get_envs()
+        .find(|(k, _)| *k == "VIGIL_KEY_FILE")
+        .and_then(|(_, v)| v.map(std::path::PathBuf::from))
+        .expect("the test key file");
+    let key = std::fs::read_to_string(key_file).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.trim()))
+        .unwrap();
+    conn.execute_batch("DROP TRIGGER audit_log_no_update")
+        .unwrap();
+    let seq: i64 = conn
+        .query_row(
+            "SELECT seq FROM audit_log WHERE action = 'alarm-acknowledge'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute(
+        "UPDATE audit_log SET entry = replace(entry, 'nadia', 'omar') WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
+    drop(conn);
+    let edited = seq.to_string();
     let seq = edited.trim();
     let out = vigil_output(&["audit", "verify", "--data-dir", &data]);
     assert_eq!(out.status.code(), Some(1));

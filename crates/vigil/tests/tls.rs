@@ -11,8 +11,43 @@ use serde_json::Value;
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
+/// `vigil` with the store key every store of this test process is encrypted with
+/// (`VIGIL_KEY_FILE`), kept outside their data directories as the server requires.
+fn vigil_cmd() -> Command {
+    static KEY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "vigil-test-{}-{}.key",
+            env!("CARGO_CRATE_NAME"),
+            std::process::id()
+        ));
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let text = format!(
+            "{:032x}{:032x}\n",
+            seed,
+            u128::from(std::process::id()) << 64 | 0x5eed
+        );
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).expect("create the test store key");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write the test store key");
+        path
+    });
+    let mut command = Command::new(VIGIL);
+    command.env("VIGIL_KEY_FILE", key);
+    command
+}
+
 fn vigil(args: &[&str]) -> String {
-    let out = Command::new(VIGIL).args(args).output().expect("run vigil");
+    let out = vigil_cmd().args(args).output().expect("run vigil");
     assert!(
         out.status.success(),
         "vigil {args:?} failed: {}",
@@ -189,7 +224,7 @@ fn port_of(url: &str) -> u16 {
 
 impl Server {
     fn start(w: &Ward) -> Server {
-        let mut child = Command::new(VIGIL)
+        let mut child = vigil_cmd()
             .arg("serve")
             .arg("--data-dir")
             .arg(w.data())
@@ -640,7 +675,7 @@ fn mllp_over_tls_acknowledges_and_a_certificate_must_name_the_msh3_sender() {
 /// `vigil serve` with `args`; returns (stdout up to the HTTP line, stderr so far) or the failed
 /// process's stderr.
 fn serve_once(data: &Path, args: &[&str]) -> Result<(String, String), String> {
-    let mut child = Command::new(VIGIL)
+    let mut child = vigil_cmd()
         .arg("serve")
         .arg("--data-dir")
         .arg(data)
@@ -750,7 +785,7 @@ fn a_public_listener_needs_tls_or_an_explicit_allow_plaintext() {
 #[test]
 fn the_demo_runs_its_ward_over_tls_with_a_development_ca_it_says_is_one() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(VIGIL)
+    let out = vigil_cmd()
         .args([
             "demo",
             "--patients",

@@ -311,6 +311,18 @@ fn query_text(raw: &[(String, String)]) -> String {
     encode(raw)
 }
 
+/// In the research view, anything that would link a real name, identifier or id to its
+/// pseudonym (and so to the pseudonymous record) is refused: the view is only de-identified if
+/// nobody can look a known person up in it.
+fn refuse_linking(view: View, what: &str) -> Result<(), ApiError> {
+    if view == View::Deidentified {
+        return Err(ApiError::Forbidden(format!(
+            "the de-identified research view does not allow {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a blocking store call off the async runtime.
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
@@ -413,6 +425,7 @@ async fn read_patient(
     let view = caller
         .check(&state, "Patient", Interaction::Read, Some(&id))
         .await?;
+    refuse_linking(view, "reading a patient by their real id")?;
     let lookup = id.clone();
     let found = blocking(&state, move |s| {
         s.patient(&lookup)?
@@ -445,6 +458,9 @@ async fn search_patients(
     let raw = params(query);
     let search = vigil_fhir::parse_patient_search(&raw)?;
     let (reach, view) = scope_search(&state, &caller, "Patient", None).await?;
+    if search.identifier.is_some() || search.name.is_some() {
+        refuse_linking(view, "searching patients by identifier or name")?;
+    }
     let (count, offset) = (search.count, search.offset);
     let allowed = reach.clone();
     let name = search.name.clone();
@@ -787,6 +803,9 @@ async fn search_observations(
     let search = vigil_fhir::parse_observation_search(&raw)?;
     let (reach, view) =
         scope_search(&state, &caller, "Observation", search.patient.as_ref()).await?;
+    if search.patient.is_some() || search.device.is_some() {
+        refuse_linking(view, "searching by a real patient or device id")?;
+    }
     let count = search.count;
     let found = if search.matches_nothing() {
         Vec::new()

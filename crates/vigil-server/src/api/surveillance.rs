@@ -176,10 +176,16 @@ async fn patient_for(
 ) -> Result<(Caller, PatientId), Box<Refusal>> {
     let caller = caller.map_err(|u| Box::new(Refusal::Unauthenticated(u)))?;
     let id = PatientId::new(raw_id).map_err(|_| Box::new(Refusal::NoSuchPatient))?;
-    caller
+    let view = caller
         .check(state, resource_type, interaction, Some(&id))
         .await
         .map_err(|r| Box::new(Refusal::Refused(r)))?;
+    // These endpoints name the patient by their real id: not for the de-identified view.
+    if view == View::Deidentified {
+        return Err(Box::new(Refusal::Response(forbidden(
+            "The de-identified research view has no per-patient endpoints; use the FHIR search.",
+        ))));
+    }
     if let Some(r) = unknown_patient(state, &id).await {
         return Err(Box::new(Refusal::Response(r)));
     }

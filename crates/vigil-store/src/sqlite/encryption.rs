@@ -207,16 +207,34 @@ fn apply_rekey(conn: &Connection, path: &Path, new: &StoreKey) -> Result<(), Ope
 pub fn rekey(data_dir: &Path, old: &StoreKey, new: &StoreKey) -> Result<(), OpenError> {
     let path = existing_database(data_dir)?;
     let _hold = hold_exclusive(data_dir)?;
-    let conn = open_connection(&path, Role::Maintenance, Some(old))
-        .map_err(|e| e.into_open(&path, "opening the database to change its key"))?;
-    take_exclusive(&conn, &path)?;
-    apply_rekey(&conn, &path, new)?;
-    back_to_wal(&conn, &path)?;
+    // The audit trail is encrypted with the same key: it changes first, and back again if the
+    // store itself cannot be re-keyed, so the two never end up under different keys.
+    let audit = data_dir.join(super::audit::AUDIT_DATABASE_FILE);
+    let audit = audit.is_file().then_some(audit);
+    if let Some(audit) = &audit {
+        rekey_file(audit, old, new)?;
+    }
+    if let Err(e) = rekey_file(&path, old, new) {
+        if let Some(audit) = &audit {
+            let _ = rekey_file(audit, new, old);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Changes the key of one database file and proves the new key opens it.
+fn rekey_file(path: &Path, old: &StoreKey, new: &StoreKey) -> Result<(), OpenError> {
+    let conn = open_connection(path, Role::Maintenance, Some(old))
+        .map_err(|e| e.into_open(path, "opening the database to change its key"))?;
+    take_exclusive(&conn, path)?;
+    apply_rekey(&conn, path, new)?;
+    back_to_wal(&conn, path)?;
     conn.close()
-        .map_err(|(_, e)| Fail::Db(e).into_open(&path, "closing the re-keyed database"))?;
+        .map_err(|(_, e)| Fail::Db(e).into_open(path, "closing the re-keyed database"))?;
     // Prove the new key opens it before the caller retires the old one.
-    open_connection(&path, Role::Maintenance, Some(new))
-        .map_err(|e| e.into_open(&path, "opening the re-keyed database"))?;
+    open_connection(path, Role::Maintenance, Some(new))
+        .map_err(|e| e.into_open(path, "opening the re-keyed database"))?;
     Ok(())
 }
 
