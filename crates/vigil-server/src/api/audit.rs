@@ -26,7 +26,6 @@ use super::AppState;
 use super::access::{Caller, Unauthenticated};
 use super::problem::Problem;
 use crate::audit::{self, AuditUnavailable};
-use crate::auth::Role;
 
 /// Entries per page unless `_count` says otherwise.
 const DEFAULT_COUNT: usize = 50;
@@ -413,10 +412,19 @@ pub async fn disclosures(
             .patient(patient.clone())
             .outcome(outcome)
     };
-    let own = caller.0.role == Role::Patient && caller.0.subject == patient.as_str();
-    if !(own || caller.is_admin()) {
-        let denied = record(AuditAction::PermissionDenied, AuditOutcome::MinorFailure);
-        state.audit.record_done(denied).await;
+    // The accounting of disclosures is the patient's own (and the administrators'): the one
+    // access decision says so (patients may read AuditEvents about themselves only), and records
+    // a refusal itself.
+    if caller
+        .check(
+            &state,
+            "AuditEvent",
+            vigil_access::Interaction::Read,
+            Some(&patient),
+        )
+        .await
+        .is_err()
+    {
         return Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",
