@@ -20,6 +20,7 @@ use vigil_server::api::{AppState, app};
 use vigil_server::auth::{Role, TokenKeys};
 use vigil_server::pipeline::{Ingest, IngestWriter, PipelineConfig};
 use vigil_store::Store;
+use vigil_store::audit::AuditLog;
 use vigil_store::sqlite::{SqliteAuditLog, SqliteStore};
 
 const BASE: &str = "http://vigil.test";
@@ -929,4 +930,154 @@ async fn credential_changes_refused_devices_and_alarm_actions_are_audited_for_ad
         verify(api.audit_log.as_ref()).unwrap(),
         Verification::Intact { .. }
     ));
+}
+
+/// Reads the SSE body until an event of `kind` arrives (or the stream ends: `None`).
+async fn next_event(body: &mut Body, kind: &str) -> Option<String> {
+    let mut text = String::new();
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")?
+            .ok()?;
+        if let Some(data) = frame.data_ref() {
+            text.push_str(&String::from_utf8_lossy(data));
+        }
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            if event.lines().any(|l| l == format!("event: {kind}")) {
+                return Some(event);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_consent_ends_what_an_open_stream_shows_at_once() {
+    let api = Api::new();
+    let secret = register(api.store.as_ref(), "p1", "mon-1");
+    let own = api.token(Role::Patient, "p1");
+    let consent = api
+        .call(
+            "POST",
+            "/fhir/Consent",
+            Some(&format!("Bearer {own}")),
+            Some(
+                json!({
+                    "resourceType": "Consent",
+                    "status": "active",
+                    "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+                    "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+                    "patient": {"reference": "Patient/p1"},
+                    "provision": {"type": "permit", "actor": [{"reference": {"reference": "RelatedPerson/eva"}}]}
+                })
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(consent.status, StatusCode::CREATED, "{}", consent.body);
+    let consent_id = consent.body["id"].as_str().unwrap().to_owned();
+
+    // Eva follows p1's live stream.
+    let eva = api.token(Role::Caregiver, "eva");
+    let request = Request::builder()
+        .uri("/api/v1/stream?patient=p1")
+        .header(header::AUTHORIZATION, format!("Bearer {eva}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    assert!(next_event(&mut body, "ready").await.is_some());
+    api.ingest("mon-1", &secret, two_readings(1)).await;
+    assert!(
+        next_event(&mut body, "observation").await.is_some(),
+        "shared: eva sees p1's readings live"
+    );
+
+    // p1 revokes; the next event ends eva's stream instead of reaching her.
+    let revoked = api
+        .call(
+            "DELETE",
+            &format!("/fhir/Consent/{consent_id}"),
+            Some(&format!("Bearer {own}")),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+    api.ingest("mon-1", &secret, two_readings(2)).await;
+    let ended = next_event(&mut body, "access-ended").await;
+    assert!(ended.is_some(), "the stream says access ended");
+    assert!(
+        next_event(&mut body, "observation").await.is_none(),
+        "and carries nothing more"
+    );
+    // A new stream is refused outright.
+    assert_eq!(
+        api.get("/api/v1/stream?patient=p1", &eva).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.get("/fhir/Observation?patient=p1", &eva).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn every_health_data_endpoint_writes_an_audit_entry_naming_the_patient() {
+    let api = ward_with_readings().await;
+    let nurse = api.clinician();
+    // The token's first use is recorded once; each request below then adds exactly one entry.
+    assert_eq!(
+        api.get("/fhir/metadata", &nurse).await.status,
+        StatusCode::OK
+    );
+    let observation = entries(
+        &api.get("/fhir/Observation?patient=p1&_count=1", &nurse)
+            .await
+            .body,
+    )[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (uri, action) in [
+        ("/fhir/Patient/p1".to_owned(), "read"),
+        ("/fhir/Patient?name=Patient".to_owned(), "search"),
+        ("/fhir/Observation?patient=p1".to_owned(), "search"),
+        (format!("/fhir/Observation/{observation}"), "read"),
+        ("/fhir/Device/mon-1".to_owned(), "read"),
+        ("/fhir/Device?patient=p1".to_owned(), "search"),
+        ("/fhir/Flag?patient=p1".to_owned(), "search"),
+        ("/fhir/Consent?patient=p1".to_owned(), "search"),
+        ("/api/v1/patients/p1/news2".to_owned(), "read"),
+        ("/api/v1/patients/p1/settings".to_owned(), "read"),
+        ("/api/v1/alerts?patient=p1".to_owned(), "search"),
+    ] {
+        let before = api
+            .audit_log
+            .search(&vigil_store::audit::AuditQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .unwrap()[0]
+            .seq;
+        let reply = api.get(&uri, &nurse).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+        let newest = api
+            .audit_log
+            .search(&vigil_store::audit::AuditQuery {
+                limit: 2,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(newest[0].seq, before + 1, "{uri}: exactly one entry");
+        let entry = &newest[0].entry;
+        assert_eq!(entry.action.code(), action, "{uri}");
+        assert_eq!(entry.agent.id, "nadia", "{uri}");
+        assert!(
+            entry.patients.iter().any(|p| p.as_str() == "p1"),
+            "{uri}: names the patient ({:?})",
+            entry.patients
+        );
+    }
 }
