@@ -983,6 +983,70 @@ async fn a_patients_consent_shares_exactly_what_it_names_until_revoked() {
     assert_eq!(kept.body["status"], "inactive", "kept for the accounting");
 }
 
+async fn delete(api: &Api, uri: &str, bearer: &str) -> Reply {
+    api.send(
+        "DELETE",
+        uri,
+        Sent {
+            bearer: Some(bearer),
+            ..Sent::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_stored_consent_reads_back_as_a_consent_vigil_accepts() {
+    let api = Api::ward(false, None).await;
+    let p1 = api.token(Role::Patient, "p1");
+
+    // Regression: without a start the consent starts now, and an end already past was stored
+    // as a period ending before it began.
+    let mut past = consent_for("p1", "eva", &["Observation"]);
+    past["provision"]["period"] = json!({"end": "2025-01-01T00:00:00Z"});
+    let refused = api.post("/fhir/Consent", &p1, past).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(
+        refused.body["issue"][0]["expression"][0],
+        "Consent.provision.period.end"
+    );
+    assert!(api.store.consents_of(&pid("p1")).unwrap().is_empty());
+
+    // Regression: revoking a consent that has not begun ended it now, before its start.
+    let mut later = consent_for("p1", "eva", &["Observation", "Flag"]);
+    later["provision"]["period"] =
+        json!({"start": "2098-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"});
+    let open_ended = consent_for("p1", "dr.novak", &[]);
+    for body in [later, open_ended] {
+        let created = api.post("/fhir/Consent", &p1, body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let uri = format!("/fhir/Consent/{}", created.body["id"].as_str().unwrap());
+        assert_eq!(delete(&api, &uri, &p1).await.status, StatusCode::NO_CONTENT);
+    }
+    let all = api.get("/fhir/Consent?patient=p1", &p1).await;
+    let consents = entries(&all.body);
+    assert_eq!(consents.len(), 2);
+    for c in consents {
+        assert_eq!(c["status"], "inactive");
+        let id = vigil_model::ConsentId::new(c["id"].as_str().unwrap()).unwrap();
+        let back = vigil_fhir::consent_from_fhir(c.to_string().as_bytes(), Some(&id));
+        assert!(back.is_ok(), "{c}: {back:?}");
+        // And the patient can send it back unchanged.
+        let put = api
+            .send(
+                "PUT",
+                &format!("/fhir/Consent/{id}"),
+                Sent {
+                    bearer: Some(&p1),
+                    body: Some(c.clone()),
+                    ..Sent::default()
+                },
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    }
+}
+
 // ---- Research ----
 
 #[tokio::test]
@@ -1039,6 +1103,29 @@ async fn researchers_see_pseudonyms_and_birth_years_and_no_live_stream() {
         .map(|o| o["subject"]["reference"].as_str().unwrap())
         .collect();
     assert_eq!(per_patient.len(), 2);
+
+    // Looking a person up by what identifies them would link them to their pseudonym.
+    for uri in [
+        "/fhir/Patient/p1",
+        "/fhir/Patient?identifier=100001",
+        "/fhir/Patient?name=Havel",
+        "/fhir/Observation?patient=p1",
+        "/fhir/Observation?subject=Patient/p1",
+        "/fhir/Observation?device=mon-1",
+    ] {
+        let reply = api.get(uri, &researcher).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{uri}: {}", reply.body);
+        assert!(!reply.body.to_string().contains("anon-"), "{uri}");
+    }
+    // Searching by what is not identifying still works.
+    let by_code = api
+        .get(
+            "/fhir/Observation?code=http://loinc.org|8867-4",
+            &researcher,
+        )
+        .await;
+    assert_eq!(by_code.status, StatusCode::OK, "{}", by_code.body);
+    assert_eq!(heart_rates(&by_code.body), 6);
 
     let stream = api.get("/api/v1/stream", &researcher).await;
     assert_eq!(stream.status, StatusCode::FORBIDDEN, "{}", stream.body);

@@ -271,6 +271,19 @@ async fn scope_search(
     Ok((within(&scoped), scoped.view))
 }
 
+/// In the research view patients go by pseudonym only: a read or search naming a real patient id,
+/// a medical record number, a name or a device would hand back the pseudonym of a known person
+/// (HIPAA §164.514(b)(2): names, record numbers and device identifiers are identifiers).
+fn refuse_identifying_lookup(view: View, identifying: bool) -> Result<(), ApiError> {
+    if view == View::Deidentified && identifying {
+        return Err(ApiError::Forbidden(
+            "the de-identified view searches without patient ids, identifiers, names or devices"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs a blocking store call off the async runtime.
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
@@ -373,6 +386,7 @@ async fn read_patient(
     let view = caller
         .check(&state, "Patient", Interaction::Read, Some(&id))
         .await?;
+    refuse_identifying_lookup(view, true)?;
     let lookup = id.clone();
     let found = blocking(&state, move |s| {
         s.patient(&lookup)?
@@ -395,6 +409,7 @@ async fn search_patients(
     let raw = params(query);
     let search = vigil_fhir::parse_patient_search(&raw)?;
     let (reach, view) = scope_search(&state, &caller, "Patient", None).await?;
+    refuse_identifying_lookup(view, search.name.is_some() || search.identifier.is_some())?;
     let (count, offset) = (search.count, search.offset);
     let allowed = reach.clone();
     let name = search.name.clone();
@@ -685,6 +700,7 @@ async fn search_observations(
     let search = vigil_fhir::parse_observation_search(&raw)?;
     let (reach, view) =
         scope_search(&state, &caller, "Observation", search.patient.as_ref()).await?;
+    refuse_identifying_lookup(view, search.patient.is_some() || search.device.is_some())?;
     let count = search.count;
     let found = if search.matches_nothing() {
         Vec::new()
@@ -1318,12 +1334,24 @@ async fn create_consent(
         }));
     }
     let now = chrono::Utc::now();
+    let start = input.start.unwrap_or(now);
+    // Without a start the consent starts now, so an end already past would store a period that
+    // ends before it begins (and that Vigil itself refuses when the consent is sent back).
+    if let Some(end) = input.end
+        && end <= start
+    {
+        return Err(ApiError::Fhir(FhirError::InvalidElement {
+            path: "Consent.provision.period.end".into(),
+            value: vigil_fhir::common::instant(end),
+            reason: "the end must be after the start (now, when no start is given)".into(),
+        }));
+    }
     let consent = Consent {
         id: new_consent_id(),
         patient: input.patient,
         grantee: input.grantee,
         resource_types: input.resource_types,
-        start: input.start.unwrap_or(now),
+        start,
         end: input.end,
         status: ConsentStatus::Active,
         recorded_by: recorder(&caller)?,
@@ -1395,13 +1423,16 @@ async fn revoke_consent(
             Some(&existing.patient),
         )
         .await?;
+    let now = chrono::Utc::now();
     let consent = Consent {
         status: ConsentStatus::Inactive,
-        end: Some(
-            existing
-                .end
-                .map_or(chrono::Utc::now(), |e| e.min(chrono::Utc::now())),
-        ),
+        // A consent revoked before it began keeps its period (ending it now would end it before
+        // its start); being inactive, it grants nothing either way.
+        end: if existing.start < now {
+            Some(existing.end.map_or(now, |e| e.min(now)))
+        } else {
+            existing.end
+        },
         recorded_by: recorder(&caller)?,
         recorded_at: chrono::Utc::now(),
         ..existing
