@@ -451,7 +451,8 @@ mod tests {
             | FhirError::UnsupportedElement { path, .. } => path,
             other => format!("{other:?}"),
         };
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|v| v["status"] = json!("proposed")),
                 "Consent.status",
