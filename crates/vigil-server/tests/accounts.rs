@@ -668,6 +668,12 @@ async fn identity_provider_tokens_are_accepted_only_when_signature_issuer_audien
     ));
     let reply = api.get(search, &good).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let mut started = claims("nadia", Some("clinician"), None);
+    started["nbf"] = json!(chrono::Utc::now().timestamp() - 60);
+    assert_eq!(
+        api.get(search, &provider.sign(&started)).await.status,
+        StatusCode::OK
+    );
     assert_eq!(heart_rates(&reply.body), 3);
     // A clinician whose care teams do not cover p1 is signed in but refused.
     let stranger = provider.sign(&claims("olga", Some("clinician"), None));
@@ -683,6 +689,8 @@ async fn identity_provider_tokens_are_accepted_only_when_signature_issuer_audien
     audience["aud"] = json!("another-api");
     let mut issuer = claims("nadia", Some("clinician"), None);
     issuer["iss"] = json!("https://evil.test/realms/ward");
+    let mut not_yet = claims("nadia", Some("clinician"), None);
+    not_yet["nbf"] = json!(now + 600);
     let mut no_exp = claims("nadia", Some("clinician"), None);
     no_exp.as_object_mut().unwrap().remove("exp");
 
@@ -724,6 +732,7 @@ async fn identity_provider_tokens_are_accepted_only_when_signature_issuer_audien
         ("wrong audience", provider.sign(&audience)),
         ("wrong issuer", provider.sign(&issuer)),
         ("no exp", provider.sign(&no_exp)),
+        ("not yet valid", provider.sign(&not_yet)),
         ("another key, same kid", same_kid),
         ("HS256 with the public key", confused),
         ("HS256 with the JWKS", confused_jwks),
