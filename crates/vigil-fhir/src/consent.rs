@@ -9,6 +9,7 @@
 //! uses the identifier form, since Vigil serves no Practitioner or Organization resources to
 //! resolve a literal reference to.
 
+use chrono::SubsecRound;
 use serde_json::{Map, Value, json};
 use vigil_model::{Consent, ConsentId, ConsentStatus, Grantee, GranteeKind, Instant, PatientId};
 
@@ -103,8 +104,10 @@ fn time(value: &Value, path: &str) -> Result<Instant, FhirError> {
     let raw = value
         .as_str()
         .ok_or_else(|| invalid(path, value, "a dateTime is a string"))?;
+    // To the millisecond, as Vigil writes it back: a period of two instants within the same
+    // millisecond would otherwise be accepted and then refused when sent back unchanged.
     chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&chrono::Utc))
+        .map(|t| t.with_timezone(&chrono::Utc).trunc_subsecs(3))
         .map_err(|_| {
             invalid(
                 path,
@@ -420,6 +423,24 @@ mod tests {
         assert_eq!(back.resource_types, consent.resource_types);
         assert_eq!((back.start, back.end), (Some(consent.start), consent.end));
         assert_eq!(back.id, Some(consent.id));
+    }
+
+    #[test]
+    fn a_period_within_one_millisecond_is_refused_like_its_rendering() {
+        // Regression: 0.0005 and 0.0009 s apart were accepted, then written to the millisecond
+        // as equal instants that Vigil refused when the consent came back unchanged.
+        let mut v = body();
+        v["provision"]["period"] =
+            json!({"start": "2026-11-01T00:00:00.0005Z", "end": "2026-11-01T00:00:00.0009Z"});
+        assert!(matches!(
+            parse(&v),
+            Err(FhirError::InvalidElement { path, .. }) if path == "Consent.provision.period"
+        ));
+        v["provision"]["period"] =
+            json!({"start": "2026-11-01T00:00:00.0005Z", "end": "2026-11-01T00:00:00.0015Z"});
+        let input = parse(&v).unwrap();
+        assert_eq!(input.start.unwrap().timestamp_subsec_micros(), 0);
+        assert_eq!(input.end.unwrap().timestamp_subsec_micros(), 1000);
     }
 
     #[test]

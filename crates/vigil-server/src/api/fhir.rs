@@ -1554,12 +1554,24 @@ async fn create_consent(
         }));
     }
     let now = chrono::Utc::now();
+    let start = input.start.unwrap_or(now);
+    // Without a start the consent starts now, so an end already past would store a period that
+    // ends before it begins (and that Vigil itself refuses when the consent is sent back).
+    if let Some(end) = input.end
+        && end <= start
+    {
+        return Err(ApiError::Fhir(FhirError::InvalidElement {
+            path: "Consent.provision.period.end".into(),
+            value: vigil_fhir::common::instant(end),
+            reason: "the end must be after the start (now, when no start is given)".into(),
+        }));
+    }
     let consent = Consent {
         id: new_consent_id(),
         patient: input.patient,
         grantee: input.grantee,
         resource_types: input.resource_types,
-        start: input.start.unwrap_or(now),
+        start,
         end: input.end,
         status: ConsentStatus::Active,
         recorded_by: recorder(&caller)?,
@@ -1631,13 +1643,16 @@ async fn revoke_consent(
             Some(&existing.patient),
         )
         .await?;
+    let now = chrono::Utc::now();
     let consent = Consent {
         status: ConsentStatus::Inactive,
-        end: Some(
-            existing
-                .end
-                .map_or(chrono::Utc::now(), |e| e.min(chrono::Utc::now())),
-        ),
+        // A consent revoked before it began keeps its period (ending it now would end it before
+        // its start); being inactive, it grants nothing either way.
+        end: if existing.start < now {
+            Some(existing.end.map_or(now, |e| e.min(now)))
+        } else {
+            existing.end
+        },
         recorded_by: recorder(&caller)?,
         recorded_at: chrono::Utc::now(),
         ..existing

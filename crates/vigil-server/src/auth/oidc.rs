@@ -125,6 +125,8 @@ impl OidcVerifier {
         validation.set_audience(&[&self.config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
+        // jsonwebtoken checks `nbf` only when asked; RFC 7519 §4.1.5 says not before it.
+        validation.validate_nbf = true;
         let claims =
             jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
                 .map_err(|e| OidcError::BadToken(e.to_string()))?
