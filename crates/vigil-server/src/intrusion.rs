@@ -407,6 +407,8 @@ impl Intrusion {
 /// What [`run`] needs to act on a crossing.
 pub struct Responders {
     pub store: Arc<dyn Store>,
+    /// The audit trail, where every security alert is also recorded.
+    pub audit: crate::audit::Auditor,
     /// Closes a device's open connections; returns how many.
     pub disconnect: Box<dyn Fn(&DeviceId) -> usize + Send + Sync>,
 }
@@ -518,13 +520,39 @@ async fn respond(crossing: &Crossing, responders: &Responders) {
         connections_closed = closed,
         "security alert"
     );
-    audit_security_alert(&alert);
+    responders.audit.record_done(audit_entry(&alert)).await;
 }
 
-/// Where the audit log will record each security alert (the audit log is another engineer's
-/// work: call it from here once it exists).
-fn audit_security_alert(alert: &vigil_store::SecurityAlert) {
-    let _ = alert;
+/// A security alert as an audit entry: Vigil itself is the agent; the device (or address) and
+/// what happened, never patient data.
+fn audit_entry(alert: &vigil_store::SecurityAlert) -> vigil_model::audit::AuditEntry {
+    use vigil_model::audit::{AuditAction, AuditAgent, AuditEntity, AuditEntry, AuditOutcome};
+    let entity = match &alert.device {
+        Some(device) => AuditEntity::resource("Device", device.as_str()),
+        None => AuditEntity::kind("Peer"),
+    };
+    AuditEntry::new(
+        alert.last_seen,
+        AuditAction::SecurityAlert,
+        AuditAgent::system("vigil", Some("intrusion-detection".into())),
+        entity,
+    )
+    .outcome(AuditOutcome::MinorFailure)
+    .detail(format!(
+        "{} (alert {}{}{})",
+        alert.kind,
+        alert.id,
+        if alert.quarantined {
+            ", quarantined"
+        } else {
+            ""
+        },
+        alert
+            .peer
+            .as_deref()
+            .map(|p| format!(", from {p}"))
+            .unwrap_or_default()
+    ))
 }
 
 /// The alert's detail: what crossed which threshold, in words; never patient data.

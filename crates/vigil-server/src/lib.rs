@@ -245,6 +245,7 @@ pub async fn start(
         let sessions = broker.clone();
         let responders = intrusion::Responders {
             store: store.clone(),
+            audit: auditor.clone(),
             disconnect: Box::new(move |device| sessions.sessions.disconnect_device(device)),
         };
         tracker.spawn(intrusion::run(

@@ -400,6 +400,30 @@ async fn repeated_bad_secrets_raise_an_alert_without_quarantine() {
     assert_eq!(ack.code, v4::ConnectReturnCode::Success);
     // Not over HTTP either; and the detail names no secret.
     assert!(!alert["detail"].as_str().unwrap().contains("wrong"));
+    // The alert is in the audit trail too, with Vigil's intrusion detection as the agent.
+    let mut audited = Value::Null;
+    for _ in 0..100 {
+        let bundle: Value = ward
+            .http
+            .get(ward.url("/fhir/AuditEvent?action=security-alert"))
+            .bearer_auth(&ward.admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(entry) = bundle["entry"].as_array().and_then(|e| e.first()) {
+            audited = entry["resource"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        audited["entity"][0]["what"]["reference"], "Device/mon-1",
+        "{audited}"
+    );
+    assert!(!audited.to_string().contains("wrong"), "{audited}");
     ward.server.shutdown().await;
 }
 
