@@ -44,6 +44,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             &auth::hash_device_secret(&probe_secret),
         )?;
         store.bind(&did, &pid, chrono::Utc::now() - chrono::Duration::days(1))?;
+        // The watching clinician's care team looks after the probe patient.
+        store.put_care_team(&vigil_model::CareTeam {
+            id: vigil_model::CareTeamId::new("bench-team")?,
+            name: "Benchmark watchers".into(),
+            members: vec![vigil_model::UserId::new("bench")?],
+            patients: vec![pid.clone()],
+            wards: Vec::new(),
+            every_patient: false,
+        })?;
         devices
     };
     let token = TokenKeys::load_or_create(&data_dir)?.issue(
