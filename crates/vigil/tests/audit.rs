@@ -1,8 +1,12 @@
 //! The audit trail end to end: the real `vigil` binary records an alarm acknowledgement, a
 //! credential rotation and a refused device sign-in (mosquitto_pub with a wrong secret);
 //! `vigil audit verify` finds the log intact; then the file is tampered with as an attacker with
-//! file access would (python's sqlite3: drop the append-only trigger, edit one entry) and
-//! verification names the entry.
+//! the file and the key would (drop the append-only trigger, edit one entry) and verification
+//! names the entry.
+
+mod common;
+
+use common::vigil_cmd;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -10,43 +14,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
-
-/// `vigil` with the store key every store of this test process is encrypted with
-/// (`VIGIL_KEY_FILE`), kept outside their data directories as the server requires.
-fn vigil_cmd() -> Command {
-    static KEY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let key = KEY.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!(
-            "vigil-test-{}-{}.key",
-            env!("CARGO_CRATE_NAME"),
-            std::process::id()
-        ));
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let text = format!(
-            "{:032x}{:032x}\n",
-            seed,
-            u128::from(std::process::id()) << 64 | 0x5eed
-        );
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).expect("create the test store key");
-        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write the test store key");
-        path
-    });
-    let mut command = Command::new(VIGIL);
-    command.env("VIGIL_KEY_FILE", key);
-    command
-}
 
 fn vigil_output(args: &[&str]) -> Output {
     vigil_cmd().args(args).output().expect("run vigil")

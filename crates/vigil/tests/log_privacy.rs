@@ -8,6 +8,10 @@
 //! sign-ins with a distinctive wrong secret. Then everything the process wrote to stdout and
 //! stderr is searched for each name, identifier, value, secret, token, password and cookie used.
 
+mod common;
+
+use common::vigil_cmd;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,43 +20,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
-
-/// `vigil` with the store key every store of this test process is encrypted with
-/// (`VIGIL_KEY_FILE`), kept outside their data directories as the server requires.
-fn vigil_cmd() -> Command {
-    static KEY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let key = KEY.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!(
-            "vigil-test-{}-{}.key",
-            env!("CARGO_CRATE_NAME"),
-            std::process::id()
-        ));
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let text = format!(
-            "{:032x}{:032x}\n",
-            seed,
-            u128::from(std::process::id()) << 64 | 0x5eed
-        );
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).expect("create the test store key");
-        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write the test store key");
-        path
-    });
-    let mut command = Command::new(VIGIL);
-    command.env("VIGIL_KEY_FILE", key);
-    command
-}
 
 /// The patient's own identifier; patient ids are patient identifiers.
 const PATIENT_ID: &str = "qxp-5581";
