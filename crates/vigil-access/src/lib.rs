@@ -149,6 +149,8 @@ pub struct Relationships {
     /// Consents naming the caller or their organisation (active or not; [`Consent::grants`]
     /// decides).
     pub consents: Vec<Consent>,
+    /// Patients a clinician opened by emergency access, while it is in force.
+    pub emergency: BTreeSet<PatientId>,
 }
 
 /// Which patients a caller may reach for one kind of request.
@@ -313,6 +315,7 @@ fn role_reach(
         Role::Clinician => {
             let mut patients = relationships.care_team_patients.clone();
             patients.extend(consented());
+            patients.extend(relationships.emergency.iter().cloned());
             Reach::Only(patients)
         }
         Role::Caregiver => Reach::Only(consented()),

@@ -312,3 +312,38 @@ fn roles_parse_from_their_names_only() {
     assert_eq!(Role::parse("king"), None);
     assert_eq!(Role::parse("Admin"), None);
 }
+
+#[test]
+fn emergency_access_opens_one_patient_to_one_clinician() {
+    let principal = Principal::new("dr-er", Role::Clinician);
+    let mut rels = Relationships::default();
+    let ask = |rels: &Relationships, patient: &str| {
+        decide(
+            &principal,
+            rels,
+            Request {
+                resource_type: "Observation",
+                interaction: Read,
+                patient: Some(&pid(patient)),
+            },
+            now(),
+        )
+    };
+    assert_eq!(ask(&rels, "p9"), Err(Denial::NotYourPatient));
+    rels.emergency.insert(pid("p9"));
+    assert_eq!(ask(&rels, "p9"), Ok(View::Identified));
+    assert_eq!(ask(&rels, "p8"), Err(Denial::NotYourPatient));
+    // Only clinicians break the glass.
+    let caregiver = Principal::new("son", Role::Caregiver);
+    let r = decide(
+        &caregiver,
+        &rels,
+        Request {
+            resource_type: "Observation",
+            interaction: Read,
+            patient: Some(&pid("p9")),
+        },
+        now(),
+    );
+    assert_eq!(r, Err(Denial::NotYourPatient));
+}

@@ -76,6 +76,28 @@ impl Consent {
     }
 }
 
+/// A clinician's emergency ("break-glass") access to a patient outside their care teams
+/// (HIPAA 45 CFR 164.312(a)(2)(ii)): granted at once on a stated reason, for a fixed time, and
+/// listed for after-the-fact review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyAccess {
+    pub patient: PatientId,
+    pub clinician: UserId,
+    /// Why, in the clinician's words (kept in the encrypted store and the audit trail).
+    pub reason: String,
+    pub start: Instant,
+    pub end: Instant,
+}
+
+impl EmergencyAccess {
+    /// How long one emergency access lasts.
+    pub const DURATION: chrono::Duration = chrono::Duration::hours(4);
+
+    pub fn in_force(&self, at: Instant) -> bool {
+        self.start <= at && at < self.end
+    }
+}
+
 impl Consent {
     /// Active and within its period at `at`.
     pub fn in_force(&self, at: Instant) -> bool {

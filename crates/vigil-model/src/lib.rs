@@ -15,7 +15,7 @@ pub mod patient;
 pub mod units;
 pub mod waveform;
 
-pub use care::{CareTeam, Consent, ConsentStatus, Grantee, GranteeKind};
+pub use care::{CareTeam, Consent, ConsentStatus, EmergencyAccess, Grantee, GranteeKind};
 pub use catalogue::{Category, DeviceEvent, Measurand, ObservationCode, ValueKind};
 pub use device::{Binding, Device, DeviceKind, FHIR_ENTRY, NEWS2_SCORER, is_reserved_device_id};
 pub use ids::{CareTeamId, ConsentId, DeviceId, IdError, PatientId, UserId};

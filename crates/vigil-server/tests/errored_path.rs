@@ -321,6 +321,22 @@ impl Store for FlakyStore {
     ) -> Result<Vec<vigil_model::Consent>, StoreError> {
         self.inner.consents_granted_to(person, org)
     }
+    fn grant_emergency_access(&self, a: &vigil_model::EmergencyAccess) -> Result<(), StoreError> {
+        self.inner.grant_emergency_access(a)
+    }
+    fn emergency_access_in_force(
+        &self,
+        c: &vigil_model::UserId,
+        at: vigil_model::Instant,
+    ) -> Result<Vec<vigil_model::EmergencyAccess>, StoreError> {
+        self.inner.emergency_access_in_force(c, at)
+    }
+    fn emergency_accesses_since(
+        &self,
+        since: vigil_model::Instant,
+    ) -> Result<Vec<vigil_model::EmergencyAccess>, StoreError> {
+        self.inner.emergency_accesses_since(since)
+    }
     fn set_device_quarantine(
         &self,
         id: &DeviceId,

@@ -1081,3 +1081,86 @@ async fn every_health_data_endpoint_writes_an_audit_entry_naming_the_patient() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_clinician_breaks_the_glass_with_a_reason_and_it_is_reviewed() {
+    let api = ward_with_readings().await;
+    let er = api.token(Role::Clinician, "dr.er");
+    assert_eq!(
+        api.get("/fhir/Patient/p1", &er).await.status,
+        StatusCode::FORBIDDEN,
+        "not on p1's care teams"
+    );
+    let ask = |reason: &str| {
+        let body = json!({ "reason": reason }).to_string();
+        let er = er.clone();
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                "/api/v1/patients/p1/emergency-access",
+                Some(&format!("Bearer {er}")),
+                Some(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        ask("because").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a reason is required"
+    );
+    let granted = ask("collapsed in the corridor, no team reachable").await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.body);
+    let hours = (chrono::DateTime::parse_from_rfc3339(granted.body["end"].as_str().unwrap())
+        .unwrap()
+        - chrono::DateTime::parse_from_rfc3339(granted.body["start"].as_str().unwrap()).unwrap())
+    .num_hours();
+    assert_eq!(hours, 4);
+    assert_eq!(
+        api.get("/fhir/Patient/p1", &er).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get("/fhir/Observation?patient=p1", &er).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get("/fhir/Patient/p2", &er).await.status,
+        StatusCode::FORBIDDEN,
+        "only the patient named"
+    );
+    // Only clinicians break the glass.
+    let family = api.token(Role::Caregiver, "eva");
+    let refused = api
+        .call(
+            "POST",
+            "/api/v1/patients/p1/emergency-access",
+            Some(&format!("Bearer {family}")),
+            Some(json!({"reason": "I am worried about my mother"}).to_string()),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // Administrators review every use, with its reason; the audit trail has it too.
+    let admin = api.token(Role::Admin, "root");
+    let review = api.get("/api/v1/emergency-access", &admin).await;
+    assert_eq!(review.status, StatusCode::OK);
+    let list = review.body["emergency_access"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["clinician"], "dr.er");
+    assert_eq!(
+        list[0]["reason"],
+        "collapsed in the corridor, no team reachable"
+    );
+    assert_eq!(
+        api.get("/api/v1/emergency-access", &er).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let events = audit_events(&api, &admin, "action=execute").await;
+    assert!(
+        events.iter().any(|e| e["outcomeDesc"]
+            .as_str()
+            .is_some_and(|d| d.contains("collapsed in the corridor"))),
+        "{events:?}"
+    );
+}

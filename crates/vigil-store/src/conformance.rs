@@ -123,6 +123,10 @@ pub const ALL: &[(&str, Check)] = &[
         "quarantine_and_security_alerts",
         quarantine_and_security_alerts,
     ),
+    (
+        "emergency_access_holds_for_its_period",
+        emergency_access_holds_for_its_period,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -3503,4 +3507,65 @@ pub fn quarantine_and_security_alerts(store: &dyn Store) {
             .is_empty(),
         "limit 0 returns nothing"
     );
+}
+
+pub fn emergency_access_holds_for_its_period(store: &dyn Store) {
+    add_patient(store, "p1");
+    let access = vigil_model::EmergencyAccess {
+        patient: pid("p1"),
+        clinician: uid("dr.er"),
+        reason: "cardiac arrest on the corridor".into(),
+        start: t(9, 0, 0),
+        end: t(13, 0, 0),
+    };
+    store.grant_emergency_access(&access).unwrap();
+    assert_eq!(
+        store
+            .emergency_access_in_force(&uid("dr.er"), t(12, 59, 59))
+            .unwrap(),
+        vec![access.clone()]
+    );
+    assert!(
+        store
+            .emergency_access_in_force(&uid("dr.er"), t(13, 0, 0))
+            .unwrap()
+            .is_empty(),
+        "end is exclusive"
+    );
+    assert!(
+        store
+            .emergency_access_in_force(&uid("dr.er"), t(8, 59, 59))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .emergency_access_in_force(&uid("dr.other"), t(10, 0, 0))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.emergency_accesses_since(t(8, 0, 0)).unwrap(),
+        vec![access.clone()]
+    );
+    assert!(
+        store
+            .emergency_accesses_since(t(9, 0, 1))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.grant_emergency_access(&vigil_model::EmergencyAccess {
+            patient: pid("nobody"),
+            ..access.clone()
+        }),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.grant_emergency_access(&vigil_model::EmergencyAccess {
+            end: access.start,
+            ..access
+        }),
+        Err(StoreError::Conflict(_))
+    ));
 }

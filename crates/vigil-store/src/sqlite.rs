@@ -56,7 +56,7 @@ use crate::key::StoreKey;
 use codec::{
     ValueColumns, decode_samples, decode_value, encode_samples, encode_value, instant, micros,
 };
-use vigil_model::{CareTeam, Consent, ConsentId, UserId};
+use vigil_model::{CareTeam, Consent, ConsentId, EmergencyAccess, UserId};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vigil.db";
@@ -2794,6 +2794,28 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Consent>, StoreError> {
         self.read("reading consents granted", |tx| {
             people::consents_granted_to(tx, person, organization)
+        })
+    }
+    fn grant_emergency_access(&self, access: &EmergencyAccess) -> Result<(), StoreError> {
+        self.write("recording an emergency access", |tx, _| {
+            people::grant_emergency_access(tx, access)
+        })
+    }
+    fn emergency_access_in_force(
+        &self,
+        clinician: &UserId,
+        at: vigil_model::Instant,
+    ) -> Result<Vec<EmergencyAccess>, StoreError> {
+        self.read("reading emergency accesses", |tx| {
+            people::emergency_access_in_force(tx, clinician, at)
+        })
+    }
+    fn emergency_accesses_since(
+        &self,
+        since: vigil_model::Instant,
+    ) -> Result<Vec<EmergencyAccess>, StoreError> {
+        self.read("listing emergency accesses", |tx| {
+            people::emergency_accesses_since(tx, since)
         })
     }
 

@@ -215,6 +215,13 @@ pub fn relationships(
     if matches!(principal.role, Role::Clinician | Role::Caregiver) {
         out.consents = store.consents_granted_to(&account, principal.organization.as_deref())?;
     }
+    if principal.role == Role::Clinician {
+        out.emergency = store
+            .emergency_access_in_force(&account, chrono::Utc::now())?
+            .into_iter()
+            .map(|e| e.patient)
+            .collect();
+    }
     Ok(out)
 }
 

@@ -237,7 +237,7 @@ fn admin_only(caller: Result<Caller, Unauthenticated>) -> Result<Caller, Box<Res
             Problem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "Only administrators manage care teams.",
+                "Only administrators may do this.",
             )
             .into_response(),
         ));
@@ -409,4 +409,144 @@ pub async fn put_ward(
         }
         _ => unavailable(),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyRequest {
+    /// Why the clinician needs this record now (10–500 characters).
+    reason: String,
+}
+
+/// `POST /api/v1/patients/{id}/emergency-access` with `{"reason": …}`: a clinician outside the
+/// patient's care teams opens the record at once for four hours ("break the glass"). The grant
+/// and its reason are audited and listed for review; nothing waits for an approval, because an
+/// emergency cannot.
+pub async fn emergency_access(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    body: Result<Json<EmergencyRequest>, JsonRejection>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(u) => return unauthenticated(u),
+    };
+    if caller.0.role != Role::Clinician {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Only clinicians use emergency access.",
+        )
+        .into_response();
+    }
+    let Ok(clinician) = UserId::new(caller.0.subject.clone()) else {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Emergency access needs a Vigil account.",
+        )
+        .into_response();
+    };
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "invalid-request", e.body_text())
+                .into_response();
+        }
+    };
+    let reason = body.reason.trim().to_owned();
+    if !(10..=500).contains(&reason.chars().count()) {
+        return Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason-required",
+            "Say why, in 10 to 500 characters: the reason is reviewed.",
+        )
+        .into_response();
+    }
+    let Ok(patient) = PatientId::new(id) else {
+        return Problem::new(StatusCode::NOT_FOUND, "not-found", "No such patient.")
+            .into_response();
+    };
+    let now = chrono::Utc::now();
+    let access = vigil_model::EmergencyAccess {
+        patient: patient.clone(),
+        clinician,
+        reason: reason.clone(),
+        start: now,
+        end: now + vigil_model::EmergencyAccess::DURATION,
+    };
+    let store = state.store.clone();
+    let granted = access.clone();
+    match tokio::task::spawn_blocking(move || store.grant_emergency_access(&granted)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(StoreError::NotFound { .. })) => {
+            return Problem::new(StatusCode::NOT_FOUND, "not-found", "No such patient.")
+                .into_response();
+        }
+        _ => return unavailable(),
+    }
+    state.access_changed();
+    let entry = caller
+        .audit(
+            AuditAction::Execute,
+            AuditEntity::resource("EmergencyAccess", patient.as_str()),
+        )
+        .patient(patient)
+        .detail(format!("emergency access: {reason}"));
+    if let Err(e) = state.audit.record(entry).await {
+        return super::audit::audit_unavailable(&e);
+    }
+    (StatusCode::CREATED, Json(access)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReviewQuery {
+    /// Start of the review period (RFC 3339); default 30 days ago.
+    since: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+/// `GET /api/v1/emergency-access?since=…` (administrators): every emergency access in the
+/// period, newest first, with its reason, for review.
+pub async fn review_emergency_access(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    query: Result<axum::extract::Query<ReviewQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let caller = match admin_only(caller) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let since = match query {
+        Ok(q) => q
+            .since
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|| chrono::Utc::now() - chrono::Duration::days(30)),
+        Err(e) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "invalid-parameter", e.body_text())
+                .into_response();
+        }
+    };
+    let store = state.store.clone();
+    let Ok(Ok(found)) =
+        tokio::task::spawn_blocking(move || store.emergency_accesses_since(since)).await
+    else {
+        return unavailable();
+    };
+    let mut patients: Vec<PatientId> = Vec::new();
+    for e in &found {
+        if !patients.contains(&e.patient) {
+            patients.push(e.patient.clone());
+        }
+    }
+    let entry = caller
+        .audit(
+            AuditAction::Search,
+            AuditEntity::search("EmergencyAccess", format!("since={}", since.to_rfc3339())),
+        )
+        .patients(patients);
+    if let Err(e) = state.audit.record(entry).await {
+        return super::audit::audit_unavailable(&e);
+    }
+    Json(json!({ "emergency_access": found })).into_response()
 }

@@ -181,6 +181,14 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/api/v1/patients/{id}/ward",
             axum::routing::put(accounts::put_ward),
         )
+        .route(
+            "/api/v1/patients/{id}/emergency-access",
+            post(accounts::emergency_access),
+        )
+        .route(
+            "/api/v1/emergency-access",
+            get(accounts::review_emergency_access),
+        )
         .merge(fhir::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -3,8 +3,8 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use vigil_model::{
-    CareTeam, CareTeamId, Consent, ConsentId, ConsentStatus, Grantee, GranteeKind, Instant,
-    PatientId, UserId,
+    CareTeam, CareTeamId, Consent, ConsentId, ConsentStatus, EmergencyAccess, Grantee, GranteeKind,
+    Instant, PatientId, UserId,
 };
 
 use super::codec::micros;
@@ -513,4 +513,80 @@ pub(super) fn consents_granted_to(
         )?);
     }
     Ok(found)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emergency access
+
+pub(super) fn grant_emergency_access(
+    tx: &Transaction<'_>,
+    e: &EmergencyAccess,
+) -> Result<(), Fail> {
+    known_patient(tx, &e.patient)?;
+    if e.end <= e.start {
+        return Err(
+            StoreError::Conflict("an emergency access must end after it starts".into()).into(),
+        );
+    }
+    tx.prepare_cached(
+        "INSERT INTO emergency_access (patient, clinician, reason, start_us, end_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        e.patient.as_str(),
+        e.clinician.as_str(),
+        e.reason,
+        micros(e.start),
+        micros(e.end),
+    ])?;
+    Ok(())
+}
+
+fn emergency_rows(
+    tx: &Transaction<'_>,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<EmergencyAccess>, Fail> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let patient: String = row.get(0)?;
+        let clinician: String = row.get(1)?;
+        out.push(EmergencyAccess {
+            patient: PatientId::new(patient)
+                .map_err(|_| corrupt("a stored emergency access names an invalid patient"))?,
+            clinician: UserId::new(clinician)
+                .map_err(|_| corrupt("a stored emergency access names an invalid account"))?,
+            reason: row.get(2)?,
+            start: stored_time(row.get(3)?, "an emergency access")?,
+            end: stored_time(row.get(4)?, "an emergency access")?,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn emergency_access_in_force(
+    tx: &Transaction<'_>,
+    clinician: &UserId,
+    at: Instant,
+) -> Result<Vec<EmergencyAccess>, Fail> {
+    emergency_rows(
+        tx,
+        "SELECT patient, clinician, reason, start_us, end_us FROM emergency_access \
+         WHERE clinician = ?1 AND end_us > ?2 AND start_us <= ?2 ORDER BY start_us",
+        &[&clinician.as_str(), &micros(at)],
+    )
+}
+
+pub(super) fn emergency_accesses_since(
+    tx: &Transaction<'_>,
+    since: Instant,
+) -> Result<Vec<EmergencyAccess>, Fail> {
+    emergency_rows(
+        tx,
+        "SELECT patient, clinician, reason, start_us, end_us FROM emergency_access \
+         WHERE start_us >= ?1 ORDER BY start_us DESC, id DESC LIMIT 10000",
+        &[&micros(since)],
+    )
 }

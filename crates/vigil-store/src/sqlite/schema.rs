@@ -25,7 +25,8 @@ pub(super) const APPLICATION_ID: i64 = 0x5649_474C;
 
 /// The migrations, oldest first; the database's `user_version` is how many have been applied.
 /// Never edit a released migration: append a new one.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
+pub(super) const MIGRATIONS: &[&str] =
+    &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14];
 
 const V1: &str = r#"
 CREATE TABLE schema_migrations (
@@ -390,6 +391,21 @@ CREATE TABLE consents (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX consents_patient ON consents (patient);
 CREATE INDEX consents_grantee ON consents (grantee_kind, grantee);
+"#;
+
+/// Clinicians' emergency ("break-glass") access to patients outside their care teams, kept for
+/// review.
+const V14: &str = r#"
+CREATE TABLE emergency_access (
+    id        INTEGER PRIMARY KEY,
+    patient   TEXT NOT NULL,
+    clinician TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    start_us  INTEGER NOT NULL,
+    end_us    INTEGER NOT NULL CHECK (end_us > start_us)
+) STRICT;
+CREATE INDEX emergency_access_clinician ON emergency_access (clinician, end_us);
+CREATE INDEX emergency_access_start ON emergency_access (start_us);
 "#;
 
 /// Brings the database up to the newest schema this code knows, or refuses a newer one.

@@ -150,6 +150,7 @@ conformance_tests!(
     consents_round_trip_and_revoke,
     searches_are_restricted_within_patients,
     quarantine_and_security_alerts,
+    emergency_access_holds_for_its_period,
 );
 
 #[test]
