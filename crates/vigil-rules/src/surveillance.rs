@@ -229,8 +229,12 @@ impl News2Latest {
         }
     }
 
-    /// When the next fresh value goes stale.
+    /// When the next fresh value goes stale: the earliest `at + freshness + 1 ms` after `now`.
+    /// Computed as the earliest `at` after `now - (freshness + 1 ms)`, shifted once, because the
+    /// engine asks this of every patient on every step (one date addition instead of seven).
     fn next_stale(&self, freshness: TimeDelta, now: Instant) -> Option<Instant> {
+        let shift = freshness + TimeDelta::milliseconds(1);
+        let fresh_after = now - shift;
         [
             self.respiration_rate.map(|l| l.at),
             self.spo2.map(|l| l.at),
@@ -242,9 +246,9 @@ impl News2Latest {
         ]
         .into_iter()
         .flatten()
-        .map(|at| at + freshness + TimeDelta::milliseconds(1))
-        .filter(|stale| *stale > now)
+        .filter(|at| *at > fresh_after)
         .min()
+        .map(|at| at + shift)
     }
 }
 
@@ -780,6 +784,55 @@ mod tests {
     use vigil_model::{Acvpu, ObservationId, Quantity};
 
     use crate::alarm::AlarmState;
+
+    #[test]
+    fn next_stale_is_the_earliest_input_time_plus_freshness_strictly_after_now() {
+        let freshness = TimeDelta::minutes(15);
+        let shift = freshness + TimeDelta::milliseconds(1);
+        let base = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let latest = News2Latest {
+            pulse: Some(Latest {
+                value: 70.0,
+                at: base,
+            }),
+            spo2: Some(Latest {
+                value: 97.0,
+                at: base + TimeDelta::minutes(5),
+            }),
+            temperature: Some(Latest {
+                value: 37.0,
+                at: base - TimeDelta::minutes(20),
+            }),
+            ..Default::default()
+        };
+        // The definition, input by input, against the shortcut, at every boundary.
+        let naive = |now: Instant| {
+            [
+                base,
+                base + TimeDelta::minutes(5),
+                base - TimeDelta::minutes(20),
+            ]
+            .into_iter()
+            .map(|at| at + shift)
+            .filter(|stale| *stale > now)
+            .min()
+        };
+        for now in [
+            base,
+            base + shift - TimeDelta::milliseconds(1),
+            base + shift,
+            base + shift + TimeDelta::milliseconds(1),
+            base + TimeDelta::minutes(5) + shift,
+            base + TimeDelta::minutes(5) + shift - TimeDelta::milliseconds(1),
+            base - TimeDelta::minutes(20) + shift,
+            base - TimeDelta::hours(1),
+            base + TimeDelta::hours(1),
+        ] {
+            assert_eq!(latest.next_stale(freshness, now), naive(now), "at {now}");
+        }
+        assert_eq!(latest.next_stale(freshness, base), Some(base + shift));
+        assert_eq!(News2Latest::default().next_stale(freshness, base), None);
+    }
 
     fn t(sec: i64) -> Instant {
         Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap() + TimeDelta::seconds(sec)
