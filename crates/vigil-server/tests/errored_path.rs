@@ -321,6 +321,12 @@ impl Store for FlakyStore {
     ) -> Result<Vec<vigil_model::Consent>, StoreError> {
         self.inner.consents_granted_to(person, org)
     }
+    fn series(
+        &self,
+        q: &vigil_store::SeriesQuery,
+    ) -> Result<Vec<vigil_store::SeriesBucket>, StoreError> {
+        self.inner.series(q)
+    }
     fn grant_emergency_access(&self, a: &vigil_model::EmergencyAccess) -> Result<(), StoreError> {
         self.inner.grant_emergency_access(a)
     }

@@ -1164,3 +1164,45 @@ async fn a_clinician_breaks_the_glass_with_a_reason_and_it_is_reviewed() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_series_is_summarised_into_at_most_the_points_asked_for() {
+    // p1: heart rates 60..89 and SpO2s, one pair a minute for an hour from BASE_MS.
+    let api = ward_with_readings().await;
+    let nurse = api.clinician();
+    let from = chrono::DateTime::from_timestamp_millis(BASE_MS).unwrap();
+    let to = from + chrono::Duration::hours(1);
+    let uri = |points: u32| {
+        format!(
+            "/api/v1/patients/p1/series?code=heart_rate&from={}&to={}&points={points}",
+            url::form_urlencoded::byte_serialize(from.to_rfc3339().as_bytes()).collect::<String>(),
+            url::form_urlencoded::byte_serialize(to.to_rfc3339().as_bytes()).collect::<String>()
+        )
+    };
+    let reply = api.get(&uri(6), &nurse).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["unit"], "/min");
+    assert_eq!(reply.body["bucket_seconds"], 600.0);
+    let buckets = reply.body["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 6);
+    let counts: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(counts, 60, "every reading in exactly one bucket");
+    // Minutes 0-9 carry 60..69.
+    assert_eq!(
+        (buckets[0]["min"].as_f64(), buckets[0]["max"].as_f64()),
+        (Some(60.0), Some(69.0))
+    );
+    // Bad parameters are refused, not guessed; a patient's record needs access like any read.
+    assert_eq!(
+        api.get(&uri(0), &nurse).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get("/api/v1/patients/p1/series?code=colour", &nurse)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let other = api.token(Role::Patient, "p2");
+    assert_eq!(api.get(&uri(6), &other).await.status, StatusCode::FORBIDDEN);
+}

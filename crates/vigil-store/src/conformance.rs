@@ -127,6 +127,10 @@ pub const ALL: &[(&str, Check)] = &[
         "emergency_access_holds_for_its_period",
         emergency_access_holds_for_its_period,
     ),
+    (
+        "series_are_summarised_in_buckets",
+        series_are_summarised_in_buckets,
+    ),
 ];
 
 /// Runs every behaviour of [`ALL`], each on a store fresh from `make`.
@@ -3568,4 +3572,76 @@ pub fn emergency_access_holds_for_its_period(store: &dyn Store) {
         }),
         Err(StoreError::Conflict(_))
     ));
+}
+
+pub fn series_are_summarised_in_buckets(store: &dyn Store) {
+    let (d, p) = bound(store, "d1", "p1", t(8, 0, 0));
+    let (d2, _) = bound(store, "d2", "p2", t(8, 0, 0));
+    // One heart rate a minute from 09:00 to 09:59: 60..=119; an SpO2 at 09:00; p2's reading.
+    let readings: Vec<Reading> = (0..60)
+        .map(|m| hr(60.0 + f64::from(m), t(9, m, 0)))
+        .chain([quantity(Measurand::Spo2, 97.0, t(9, 0, 0))])
+        .collect();
+    append(
+        store,
+        &[
+            submission(&d, t(10, 0, 0), readings),
+            submission(&d2, t(10, 0, 0), vec![hr(200.0, t(9, 0, 0))]),
+        ],
+    );
+    let q = crate::SeriesQuery {
+        patient: p.clone(),
+        measurand: Measurand::HeartRate,
+        from: t(9, 0, 0),
+        to: t(10, 0, 0),
+        buckets: 4,
+    };
+    assert_eq!(q.bucket_us(), 15 * 60 * 1_000_000);
+    let buckets = store.series(&q).unwrap();
+    assert_eq!(buckets.len(), 4);
+    assert_eq!(buckets[0].start, t(9, 0, 0));
+    assert_eq!(
+        (buckets[0].min, buckets[0].max, buckets[0].count),
+        (60.0, 74.0, 15)
+    );
+    assert!((buckets[0].mean - 67.0).abs() < 1e-9);
+    assert_eq!(buckets[3].start, t(9, 45, 0));
+    assert_eq!((buckets[3].min, buckets[3].max), (105.0, 119.0));
+    // The range is half-open and empty buckets are left out.
+    let late = store
+        .series(&crate::SeriesQuery {
+            from: t(9, 30, 0),
+            to: t(11, 0, 0),
+            buckets: 3,
+            ..q.clone()
+        })
+        .unwrap();
+    assert_eq!(late.len(), 1, "only 09:30-10:00 has readings");
+    assert_eq!((late[0].min, late[0].max, late[0].count), (90.0, 119.0, 30));
+    assert!(
+        store
+            .series(&crate::SeriesQuery {
+                to: q.from,
+                ..q.clone()
+            })
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .series(&crate::SeriesQuery {
+                patient: pid("nobody"),
+                ..q.clone()
+            })
+            .unwrap()
+            .is_empty()
+    );
+    let spo2 = store
+        .series(&crate::SeriesQuery {
+            measurand: Measurand::Spo2,
+            ..q
+        })
+        .unwrap();
+    assert_eq!(spo2.len(), 1);
+    assert_eq!(spo2[0].max, 97.0);
 }

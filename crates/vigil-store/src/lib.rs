@@ -150,6 +150,40 @@ pub struct WaveformQuery {
     pub limit: usize,
 }
 
+/// One vital sign of one patient over `[from, to)`, summarised in at most `buckets` equal
+/// buckets (for charts: a 30-day 1 Hz series drawn 800 points wide).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesQuery {
+    pub patient: PatientId,
+    pub measurand: vigil_model::Measurand,
+    pub from: Instant,
+    pub to: Instant,
+    pub buckets: usize,
+}
+
+/// The readings of one bucket, `[start, start + width)`, in the measurand's canonical unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesBucket {
+    pub start: Instant,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub count: u64,
+}
+
+impl SeriesQuery {
+    /// The width of each bucket in microseconds (at least one).
+    pub fn bucket_us(&self) -> i64 {
+        let span = (self.to - self.from)
+            .num_microseconds()
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let n = i64::try_from(self.buckets.max(1)).unwrap_or(i64::MAX);
+        // Rounded up, so `buckets` buckets always cover the whole range.
+        (span + n - 1) / n
+    }
+}
+
 /// Counts for readiness and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -674,6 +708,10 @@ pub trait Store: Send + Sync + 'static {
         person: &UserId,
         organization: Option<&str>,
     ) -> Result<Vec<Consent>, StoreError>;
+
+    /// A patient's vital sign over a time range in buckets, oldest first; buckets without a
+    /// reading are left out. Only numeric readings count (not panels, events or absent values).
+    fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesBucket>, StoreError>;
 
     /// Records a clinician's emergency access; `NotFound` if the patient does not exist,
     /// `Conflict` if it ends before it starts.

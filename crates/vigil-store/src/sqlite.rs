@@ -2796,6 +2796,40 @@ impl Store for SqliteStore {
             people::consents_granted_to(tx, person, organization)
         })
     }
+    fn series(&self, query: &crate::SeriesQuery) -> Result<Vec<crate::SeriesBucket>, StoreError> {
+        if query.to <= query.from {
+            return Ok(Vec::new());
+        }
+        let code = self
+            .codes
+            .number(ObservationCode::Single(query.measurand))
+            .map_err(|e| e.into_store("summarising a series"))?;
+        self.read("summarising a series", |tx| {
+            let Some(patient) = patient_pk(tx, &query.patient)? else {
+                return Ok(Vec::new());
+            };
+            let (from, width) = (micros(query.from), query.bucket_us());
+            let mut stmt = tx.prepare_cached(
+                "SELECT (effective_us - ?1) / ?2 AS bucket, min(value), max(value), avg(value), count(*) \
+                 FROM observations WHERE patient = ?3 AND code = ?4 \
+                 AND effective_us >= ?1 AND effective_us < ?5 AND value IS NOT NULL \
+                 GROUP BY bucket ORDER BY bucket",
+            )?;
+            let mut rows = stmt.query(params![from, width, patient, code, micros(query.to)])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let bucket: i64 = row.get(0)?;
+                out.push(crate::SeriesBucket {
+                    start: stored_time(from.saturating_add(bucket.saturating_mul(width)), "a series bucket")?,
+                    min: row.get(1)?,
+                    max: row.get(2)?,
+                    mean: row.get(3)?,
+                    count: stored_u64(row.get(4)?, "bucket count")?,
+                });
+            }
+            Ok(out)
+        })
+    }
     fn grant_emergency_access(&self, access: &EmergencyAccess) -> Result<(), StoreError> {
         self.write("recording an emergency access", |tx, _| {
             people::grant_emergency_access(tx, access)

@@ -117,6 +117,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(devices::post_event),
         )
         .route("/api/v1/patients/{id}/news2", get(surveillance::news2))
+        .route("/api/v1/patients/{id}/series", get(surveillance::series))
         .route("/api/v1/patients/{id}/disclosures", get(audit::disclosures))
         .route("/fhir/AuditEvent", get(audit::search_audit_events))
         .route("/fhir/AuditEvent/{id}", get(audit::read_audit_event))

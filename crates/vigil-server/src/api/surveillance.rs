@@ -216,6 +216,103 @@ pub async fn news2(
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct SeriesParams {
+    /// A measurand: short name (`heart_rate`), LOINC or MDC code.
+    code: String,
+    /// Start (RFC 3339, inclusive); default 24 h before `to`.
+    from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// End (RFC 3339, exclusive); default now.
+    to: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// How many buckets at most (the chart's width in points): 1–5000, default 800.
+    points: Option<usize>,
+}
+
+/// `GET /api/v1/patients/{id}/series?code=heart_rate&from=…&to=…&points=800`: one vital sign
+/// summarised server-side into equal time buckets (min, max, mean, count), so a chart of 30 days
+/// of 1 Hz data loads as at most `points` buckets instead of millions of readings.
+pub async fn series(
+    State(state): State<Arc<AppState>>,
+    caller: Result<Caller, Unauthenticated>,
+    Path(id): Path<String>,
+    params: Result<Query<SeriesParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (caller, id) =
+        match patient_for(&state, caller, id, "Observation", Interaction::Search).await {
+            Ok(ok) => ok,
+            Err(refusal) => return refusal.into_response(),
+        };
+    let invalid = |detail: String| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-parameter", detail).into_response()
+    };
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return invalid(e.body_text()),
+    };
+    let Some(measurand) = vigil_model::Measurand::from_code(&params.code) else {
+        return invalid(format!(
+            "code={:?} is not a vital sign Vigil knows.",
+            params.code
+        ));
+    };
+    let to = params.to.map_or_else(chrono::Utc::now, |t| t.to_utc());
+    let from = params
+        .from
+        .map_or(to - chrono::Duration::hours(24), |t| t.to_utc());
+    if from >= to {
+        return invalid("from must be before to.".into());
+    }
+    let points = params.points.unwrap_or(800);
+    if !(1..=5000).contains(&points) {
+        return invalid("points must be between 1 and 5000.".into());
+    }
+    let query = vigil_store::SeriesQuery {
+        patient: id.clone(),
+        measurand,
+        from,
+        to,
+        buckets: points,
+    };
+    let bucket_us = query.bucket_us();
+    let store = state.store.clone();
+    let Ok(Ok(buckets)) = tokio::task::spawn_blocking(move || store.series(&query)).await else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The store is unavailable.",
+        )
+        .into_response();
+    };
+    let entity = AuditEntity::search(
+        "Series",
+        format!(
+            "code={}&from={}&to={}",
+            measurand.short_name(),
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        ),
+    );
+    if let Err(r) = audited(&state, &caller, AuditAction::Search, entity, [id.clone()]).await {
+        return r;
+    }
+    Json(json!({
+        "patient": id,
+        "code": measurand.short_name(),
+        "unit": measurand.canonical_unit(),
+        "from": from,
+        "to": to,
+        "bucket_seconds": bucket_us as f64 / 1e6,
+        "buckets": buckets.iter().map(|b| json!({
+            "start": b.start,
+            "min": b.min,
+            "max": b.max,
+            "mean": b.mean,
+            "count": b.count,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
 /// The settings a clinician may change through the API.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -151,6 +151,7 @@ conformance_tests!(
     searches_are_restricted_within_patients,
     quarantine_and_security_alerts,
     emergency_access_holds_for_its_period,
+    series_are_summarised_in_buckets,
 );
 
 #[test]
