@@ -23,15 +23,6 @@ pub struct Login {
     pub sees: String,
 }
 
-fn generated_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// Creates (or, on a reused data directory, resets) one account with a fresh password.
 fn account(
     store: &dyn Store,
@@ -40,7 +31,7 @@ fn account(
     role: Role,
     patient: Option<&PatientId>,
 ) -> anyhow::Result<String> {
-    let password = generated_password();
+    let password = password::generate();
     let hash = password::hash(&password)?;
     let id = UserId::new(id)?;
     let created = store.create_user(&UserAccount {

@@ -96,20 +96,10 @@ pub enum TeamCommand {
     },
 }
 
-/// A generated password: 20 characters from an alphabet without look-alikes (about 115 bits).
-fn generated_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rng();
-    (0..20)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// The new password and whether to print it (generated ones are shown once).
 fn new_password(account: &str, from_stdin: bool) -> anyhow::Result<(String, bool)> {
     if !from_stdin {
-        return Ok((generated_password(), true));
+        return Ok((password::generate(), true));
     }
     let mut line = String::new();
     std::io::stdin()

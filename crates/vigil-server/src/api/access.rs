@@ -225,6 +225,17 @@ pub fn relationships(
     Ok(out)
 }
 
+/// The distinct patients of a page of results, in order.
+pub fn distinct_patients<'a>(patients: impl IntoIterator<Item = &'a PatientId>) -> Vec<PatientId> {
+    let mut out: Vec<PatientId> = Vec::new();
+    for p in patients {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
 /// What a scoped search may return: `None` for everyone, else the patients.
 pub fn within(scoped: &Scoped) -> Option<Vec<PatientId>> {
     match &scoped.reach {

@@ -533,12 +533,7 @@ pub async fn review_emergency_access(
     else {
         return unavailable();
     };
-    let mut patients: Vec<PatientId> = Vec::new();
-    for e in &found {
-        if !patients.contains(&e.patient) {
-            patients.push(e.patient.clone());
-        }
-    }
+    let patients = super::access::distinct_patients(found.iter().map(|e| &e.patient));
     let entry = caller
         .audit(
             AuditAction::Search,

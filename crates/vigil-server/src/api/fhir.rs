@@ -24,7 +24,7 @@ use vigil_store::{
 };
 
 use super::AppState;
-use super::access::{Caller, Refused, Unauthenticated, within};
+use super::access::{Caller, Refused, Unauthenticated, distinct_patients, within};
 use vigil_access::{Interaction, View};
 use vigil_model::audit::{AuditAction, AuditEntity};
 
@@ -293,17 +293,6 @@ async fn audited(
         tracing::error!(error = %e, "request refused: the audit trail is unavailable");
         ApiError::AuditUnavailable
     })
-}
-
-/// The distinct patients of a page of results, in order.
-fn distinct_patients<'a>(patients: impl IntoIterator<Item = &'a PatientId>) -> Vec<PatientId> {
-    let mut out: Vec<PatientId> = Vec::new();
-    for p in patients {
-        if !out.contains(p) {
-            out.push(p.clone());
-        }
-    }
-    out
 }
 
 /// A search's query string as the audit keeps it.

@@ -22,7 +22,7 @@ use vigil_rules::surveillance::PatientSettings;
 use vigil_store::{AlarmQuery, Store};
 
 use super::AppState;
-use super::access::{Caller, Refused, Unauthenticated, within};
+use super::access::{Caller, Refused, Unauthenticated, distinct_patients, within};
 use super::audit;
 use super::problem::Problem;
 use crate::surveillance::{CommandError, LiveEvent, news2_json, observation_event};
@@ -533,16 +533,7 @@ pub async fn list_alerts(
                     v
                 })
                 .collect();
-            let patients: Vec<PatientId> =
-                records
-                    .iter()
-                    .filter_map(|r| r.patient.clone())
-                    .fold(Vec::new(), |mut acc, p| {
-                        if !acc.contains(&p) {
-                            acc.push(p);
-                        }
-                        acc
-                    });
+            let patients = distinct_patients(records.iter().filter_map(|r| r.patient.as_ref()));
             let entity = AuditEntity::search("Alarm", query_text);
             if let Err(r) = audited(&state, &caller, AuditAction::Search, entity, patients).await {
                 return r;

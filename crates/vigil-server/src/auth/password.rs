@@ -85,6 +85,17 @@ pub fn check_rules(password: &str, account: &str) -> Result<(), PasswordRejected
     Ok(())
 }
 
+/// A new password for an account an operator creates or resets: 20 characters from an alphabet
+/// without look-alikes (about 115 bits), shown once.
+pub fn generate() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("could not hash the password: {0}")]
 pub struct HashError(String);
